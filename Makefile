@@ -1,0 +1,40 @@
+# `make run`: set up .venv with the pinned stack, then run the default pipeline.
+# `make test`: same set-up, then the test suite (what .ci/run calls).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test test-fast report-html benchmark push clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/snakemake --cores all
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+report-html: setup
+	$(BIN)/snakemake --report reports/report.html
+
+benchmark: setup
+	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/noop_rerun.py
+
+# Version data/ and this profile's checkpoints with DVC and push them to the default remote.
+push: setup
+	$(BIN)/dvc add data checkpoints
+	$(BIN)/dvc push
+
+clean:
+	rm -rf results checkpoints logs mlflow.db mlflow.db.lock mlartifacts .snakemake

@@ -1,0 +1,45 @@
+# lifelearn: download -> pretrain teachers -> (distil -> continual) -> evaluate -> report.
+# `snakemake --cores all` runs the default profile; `--config profile=smoke|paper`.
+from snakemake.utils import min_version, validate
+
+from lifelearn.config import resolve_profile
+from lifelearn.tracking import default_tracking_uri, ensure_store, git_commit
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+_resolved = resolve_profile(config)
+config.clear()
+config.update(_resolved)
+validate(config, "config/schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+
+
+# Not part of any rule's params: provenance must not trigger reruns.
+config["_provenance"] = {
+    "tracking_uri": default_tracking_uri(workflow.basedir),
+    "profile": config["profile"],
+    "git_commit": git_commit(workflow.basedir),
+    "data_version": committed_data_version("data.dvc"),
+}
+
+
+onstart:
+    # Create the MLflow store once, before jobs write to it in parallel.
+    ensure_store(config["_provenance"]["tracking_uri"])
+
+
+include: "workflow/rules/data.smk"
+include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        REPORT_README,
+    default_target: True

@@ -1,0 +1,1 @@
+"""lifelearn: reproduce knowledge-distillation and continual-learning papers end to end."""

@@ -1,0 +1,133 @@
+"""The on-disk dataset format and its atomic writer / loader.
+
+A prepared dataset is a directory ``<data_root>/<name>/`` holding
+``x_{split}.npy`` and ``y_{split}.npy`` for split in train, val, test, and
+``meta.json``. x is (N, C, L) or (N, C, H, W), uint8 in 0..255 or float32 in
+[0, 1]; y is int64. meta.json has name, num_classes, input_shape (without N),
+mean and std per channel of the [0, 1]-scaled train split, augment, source,
+splits ({split: size}) and split_seed. The directory appears in one rename.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lifelearn.io import load_npy, read_json, save_npy, write_json
+
+SPLITS = ("train", "val", "test")
+META = "meta.json"
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A loaded dataset: float32 x in [0, 1], int64 y, and the meta fields."""
+
+    name: str
+    num_classes: int
+    input_shape: tuple[int, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    def split(self, which: str) -> tuple[np.ndarray, np.ndarray]:
+        """(x, y) of split `which` in train, val, test."""
+        if which not in SPLITS:
+            raise ValueError(f"unknown split {which!r}; allowed: {', '.join(SPLITS)}")
+        return getattr(self, f"x_{which}"), getattr(self, f"y_{which}")
+
+
+def channel_stats(x: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-channel mean and (population) std of `x` scaled to [0, 1].
+
+    uint8 data is reduced through a 256-bin histogram per channel, built in chunks,
+    so no large float or int copy of an image set is made.
+    """
+    means, stds = [], []
+    for c in range(x.shape[1]):
+        if x.dtype == np.uint8:
+            counts = sum(np.bincount(x[i:i + 4096, c].ravel(), minlength=256)
+                         for i in range(0, len(x), 4096)).astype(np.float64)
+            values = np.arange(256) / 255.0
+            mean = counts @ values / counts.sum()
+            std = np.sqrt(counts @ (values - mean) ** 2 / counts.sum())
+        else:
+            mean, std = np.mean(x[:, c], dtype=np.float64), np.std(x[:, c], dtype=np.float64)
+        means.append(float(mean))
+        stds.append(float(std))
+    return means, stds
+
+
+def write_dataset(target: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict) -> Path:
+    """Write `arrays` ({"x_train": ..., ...}) and `meta` as directory `target`, atomically.
+
+    Files go to a hidden temporary sibling which is renamed onto `target` at the end
+    (replacing an existing one); on any error the temporary directory is removed.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    try:
+        for key, array in sorted(arrays.items()):
+            save_npy(tmp / f"{key}.npy", array)
+        write_json(tmp / META, meta)
+        tmp.chmod(0o755)
+        _install(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _install(tmp: Path, target: Path) -> None:
+    """Rename directory `tmp` onto `target`, moving an existing `target` aside first."""
+    if not target.exists():
+        os.replace(tmp, target)
+        return
+    old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+    os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_dataset(path_or_dir: str | os.PathLike) -> Dataset:
+    """Load a prepared dataset from its directory (or any file inside it, e.g. meta.json)."""
+    root = Path(path_or_dir)
+    root = root if root.is_dir() else root.parent
+    meta = read_json(_require(root, META))
+    arrays = {f"{k}_{s}": load_npy(_require(root, f"{k}_{s}.npy")) for s in SPLITS for k in ("x", "y")}
+    arrays = {k: _unit_float(a) if k[0] == "x" else a.astype(np.int64, copy=False) for k, a in arrays.items()}
+    return Dataset(
+        name=meta["name"], num_classes=int(meta["num_classes"]), input_shape=tuple(meta["input_shape"]),
+        mean=tuple(meta["mean"]), std=tuple(meta["std"]), augment=meta["augment"], **arrays,
+    )
+
+
+def _require(root: Path, fname: str) -> Path:
+    path = root / fname
+    if not path.is_file():
+        raise FileNotFoundError(f"missing {path}: the dataset directory is incomplete, prepare it again")
+    return path
+
+
+def _unit_float(x: np.ndarray) -> np.ndarray:
+    """uint8 0..255 -> float32 / 255; float data -> float32 as stored."""
+    if x.dtype == np.uint8:
+        out = x.astype(np.float32)
+        out /= 255.0
+        return out
+    return x.astype(np.float32, copy=False)

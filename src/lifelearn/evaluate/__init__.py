@@ -1,0 +1,1 @@
+"""Evaluation: classification metrics (and, in later stages, robustness and continual metrics)."""

@@ -1,0 +1,180 @@
+"""Write a study report: claim verdicts, one section per study and stage, provenance.
+
+Figures and claims.json are written first and README.md last, each atomically, so a
+README that exists belongs to a finished report. Text depends only on the inputs.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pandas as pd
+import yaml
+
+from lifelearn.io import read_json, write_json, write_text
+from lifelearn.report.claims import VERDICT_RULE, evaluate_claims
+from lifelearn.report.figures import BAND, learning_curves, metric_by_method
+from lifelearn.report.results import ID_COLUMNS, load_histories, load_results
+
+Section = Callable[[pd.DataFrame, pd.DataFrame, Path, dict], str]
+DATA_DIFFERS = ("regenerated data differs from the version recorded in data.dvc; "
+                "results are not comparable to the committed report")
+
+
+def _cell(x) -> str:
+    return str(x).replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(header: list[str], rows: Iterable[list]) -> str:
+    """A GitHub markdown table; cells are stringified and pipes escaped."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _num(x, fmt: str = "{:.4f}") -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else fmt.format(x)
+
+
+def mean_std(values: pd.Series, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
+    """'mean ± std' of the non-missing values (std over seeds, ddof=1; omitted for one value)."""
+    v = values.dropna() * scale
+    if v.empty:
+        return "n/a"
+    return fmt.format(v.mean()) + ("" if len(v) < 2 else " ± " + fmt.format(v.std(ddof=1)))
+
+
+def _figure(rel: str, caption: str) -> str:
+    return f"![{Path(rel).stem}]({rel})\n\n*{caption}.*"
+
+
+def _curves(hist: pd.DataFrame, out_dir: Path, stem: str) -> str:
+    if hist.empty or "val_acc" not in hist:
+        return ""
+    rel = f"figures/{stem}-learning-curves.png"
+    learning_curves(hist, out_dir / rel)
+    return _figure(rel, f"Validation accuracy per epoch; line: mean over seeds, band: {BAND}")
+
+
+def _col(g: pd.DataFrame, name: str) -> pd.Series:
+    return g[name] if name in g else pd.Series(dtype=float)
+
+
+def teachers_section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config: dict) -> str:
+    """'pretrain' stage: a table per dataset and the learning curves."""
+    parts = ["## Teacher pretraining"]
+    header = ["teacher", "model", "seeds", "test acc (%)", "val acc (%)", "train s (mean)"]
+    for dataset, sub in df.groupby("dataset", sort=True, dropna=False):
+        rows = [[name, ", ".join(sorted(g["model"].dropna().unique())), len(g),
+                 mean_std(_col(g, "test_acc"), 100), mean_std(_col(g, "val_acc"), 100),
+                 _num(_col(g, "train_seconds").mean(), "{:.1f}")]
+                for name, g in sub.groupby("name", sort=True)]
+        parts += [f"### {dataset}", md_table(header, rows)]
+    study = df["study"].iloc[0]
+    if "test_acc" in df:
+        rel = f"figures/{study}-pretrain-test_acc.png"
+        metric_by_method(df, "test_acc", out_dir / rel)
+        caption = "Test accuracy per teacher; blue: seeds, black: mean and " + BAND
+        parts.append(_figure(rel, caption))
+    parts.append(_curves(hist, out_dir, f"{study}-pretrain"))
+    return "\n\n".join(p for p in parts if p)
+
+
+def generic_section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config: dict) -> str:
+    """Any stage without a dedicated section: every scalar metric as mean ± std per name."""
+    study, stage = df["study"].iloc[0], df["stage"].iloc[0]
+    metrics = [c for c in df.columns if c not in ID_COLUMNS and df[c].notna().any()]
+    rows = [[name, len(g), *(mean_std(g[m], fmt="{:.4g}") for m in metrics)]
+            for name, g in df.groupby("name", sort=True)]
+    parts = [f"## Study `{study}`, stage `{stage}`",
+             "Mean ± std over seeds (ddof=1).",
+             md_table(["name", "seeds", *metrics], rows),
+             _curves(hist, out_dir, f"{study}-{stage}")]
+    return "\n\n".join(p for p in parts if p)
+
+
+SECTIONS: dict[str, Section] = {"pretrain": teachers_section}
+
+
+def claims_section(claims: list[dict]) -> str:
+    """Verdict table of all evaluated claims, with the verdict rule."""
+    if not claims:
+        return "## Paper claims\n\nNo claims configured."
+    header = ["id", "statement", "source", "metric", "criterion", "mean A", "mean B / value",
+              "mean diff [95% CI]", "seeds won / n", "verdict", "note"]
+    rows = []
+    for c in claims:
+        op = ">" if c["direction"] == "greater" else "<"
+        base = c["b"] if c["b"] is not None else _num(c["value"], "{:g}")
+        ci = "" if c["ci_low"] is None else f" [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]"
+        rows.append([c["id"], c["statement"], c["source"], c["metric"],
+                     f"{c['a']} - {base} {op} {c['margin']:g}", _num(c["mean_a"]),
+                     _num(c["mean_b"]), _num(c["mean_diff"], "{:+.4f}") + ci,
+                     f"{c['seeds_won']}/{c['n']}", f"**{c['verdict']}**", c["note"]])
+    return "\n\n".join(["## Paper claims", VERDICT_RULE, md_table(header, rows)])
+
+
+def study_sections(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config: dict) -> list[str]:
+    """One section per (study, stage), in sorted order, from SECTIONS or the generic fallback."""
+    parts = []
+    for (study, stage), sub in df.groupby(["study", "stage"], sort=True):
+        h = hist[(hist["study"] == study) & (hist["stage"] == stage)]
+        parts.append(SECTIONS.get(stage, generic_section)(sub, h, out_dir, config))
+    return parts
+
+
+def _data_lines(data_version: dict | None) -> list[str]:
+    if data_version is None:
+        return ["- Data version: not recorded."]
+    status = data_version.get("status")
+    lines = [f"- Data version (data.dvc md5): `{data_version.get('committed_md5')}`, "
+             f"status: **{status}**"]
+    lines += [f"  - `{k}`: `{v}`" for k, v in sorted(data_version.get("datasets", {}).items())]
+    if status == "differs":
+        lines.append(f"\n> **Warning:** {DATA_DIFFERS}.")
+    elif status == "no data.dvc":
+        lines.append("\nNo data.dvc is committed, so the data cannot be checked "
+                     "against a recorded version.")
+    return lines
+
+
+def provenance_section(config: dict, df: pd.DataFrame, data_version: dict | None,
+                       commits: list[str]) -> str:
+    """Profile, the git commits the results came from, data version, MLflow run ids
+    and the resolved config."""
+    commit = ", ".join(f"`{c}`" for c in commits) or "`unknown`"
+    runs = md_table(["study", "stage", "name", "seed", "MLflow run id"],
+                    df[["study", "stage", "name", "seed", "run_id"]].itertuples(index=False))
+    return "\n".join([
+        "## Provenance", "",
+        f"- Profile: `{config.get('profile', 'unknown')}`",
+        f"- Git commit(s) the results were produced at: {commit}",
+        *_data_lines(data_version), "",
+        f"<details><summary>MLflow run ids ({len(df)} runs)</summary>", "", runs, "",
+        "</details>", "",
+        "### Resolved config", "",
+        "```yaml", yaml.safe_dump(config, sort_keys=True).rstrip(), "```",
+    ])
+
+
+def write_report(config: dict, metric_paths, history_paths, data_version_path,
+                 out_dir: str | Path) -> Path:
+    """Write out_dir/figures/*.png, out_dir/claims.json and, last, out_dir/README.md."""
+    out_dir = Path(out_dir)
+    metric_paths, history_paths = list(metric_paths), list(history_paths)
+    df = load_results(metric_paths)
+    hist = load_histories(history_paths, metric_paths)
+    claims = evaluate_claims(config.get("claims") or [], df)
+    commits = sorted({read_json(p).get("git_commit") or "unknown" for p in metric_paths})
+    write_json(out_dir / "claims.json", claims)
+    data_version = None if data_version_path is None else read_json(data_version_path)
+    text = "\n\n".join([
+        f"# lifelearn report: profile `{config.get('profile', 'unknown')}`",
+        claims_section(claims),
+        *study_sections(df, hist, out_dir, config),
+        provenance_section(config, df, data_version, commits),
+    ]) + "\n"
+    readme = out_dir / "README.md"
+    write_text(readme, text)
+    return readme

@@ -1,0 +1,155 @@
+"""MLflow: one run per job and seed; experiment = study.
+
+Tags on every run: stage, method, dataset, model, seed, profile, git commit, data
+version (md5 from data.dvc) and the md5 of the dataset files the job read. Params
+are the job's resolved config section, flattened. Per-epoch metrics come from
+Lightning's MLFlowLogger attached to the same run (always with an explicit
+tracking URI: MLflow >= 3.13 refuses the ./mlruns fallback).
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+MAX_PARAM_CHARS = 6000
+
+
+def default_tracking_uri(root: str | os.PathLike = ".") -> str:
+    """MLFLOW_TRACKING_URI if set, else sqlite:///<root>/mlflow.db."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """Exclusive lock beside a SQLite store (its first migrations race otherwise)."""
+    db = _sqlite_path(uri)
+    if db is None:
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _client(uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def ensure_store(uri: str) -> None:
+    """Create (migrate) the store once, under a lock; call before parallel jobs start."""
+    with _store_lock(uri):
+        _client(uri).search_experiments(max_results=1)
+
+
+def experiment_id(uri: str, name: str) -> str:
+    """Id of experiment `name`, created (under the store lock) if missing."""
+    with _store_lock(uri):
+        client = _client(uri)  # opening a fresh SQLite store migrates it: under the lock
+        found = client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        db = _sqlite_path(uri)
+        location = (db.parent / "mlartifacts" / name).as_uri() if db is not None else None
+        return client.create_experiment(name, artifact_location=location)
+
+
+def git_commit(root: str | os.PathLike = ".") -> str:
+    """HEAD's hash, '+dirty' when tracked files differ from it; 'unknown' outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def flatten(params: dict, prefix: str = "") -> dict[str, str]:
+    """{"train": {"lr": 0.1}} -> {"train.lr": "0.1"}; values cut to MLflow's limit."""
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)[:MAX_PARAM_CHARS]
+    return flat
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every job knows about the pipeline invocation it runs in."""
+
+    tracking_uri: str
+    profile: str
+    git_commit: str = "unknown"
+    data_version: str = "unknown"
+    extra_tags: dict = field(default_factory=dict)
+
+    def tags(self, **job_tags) -> dict[str, str]:
+        base = {"profile": self.profile, "git_commit": self.git_commit, "data_version": self.data_version}
+        return {k: str(v) for k, v in {**base, **self.extra_tags, **job_tags}.items()}
+
+
+@dataclass
+class TrackedRun:
+    run_id: str
+    experiment: str
+    tracking_uri: str
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        from mlflow.entities import Metric
+        import time
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if isinstance(v, (int, float))]
+        if batch:
+            _client(self.tracking_uri).log_batch(self.run_id, metrics=batch)
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        _client(self.tracking_uri).log_artifact(self.run_id, str(path), artifact_path)
+
+    def lightning_logger(self):
+        """Lightning's MLFlowLogger writing into this run."""
+        from pytorch_lightning.loggers import MLFlowLogger
+
+        return MLFlowLogger(experiment_name=self.experiment, run_id=self.run_id, tracking_uri=self.tracking_uri)
+
+
+@contextlib.contextmanager
+def tracked_run(ctx: RunContext, experiment: str, run_name: str, tags: dict, params: dict,
+                resume_run_id: str | None = None) -> Iterator[TrackedRun]:
+    """One MLflow run for one job (and seed): FINISHED on success, FAILED on error.
+
+    `resume_run_id` continues the run a killed job left behind instead of opening a new one.
+    """
+    exp_id = experiment_id(ctx.tracking_uri, experiment)  # creates the store first, under the lock
+    client = _client(ctx.tracking_uri)
+    if resume_run_id:
+        run_id = resume_run_id
+        client.update_run(run_id, status="RUNNING")
+    else:
+        run_id = client.create_run(exp_id, run_name=run_name, tags=ctx.tags(**tags)).info.run_id
+        from mlflow.entities import Param
+
+        client.log_batch(run_id, params=[Param(k, v) for k, v in sorted(flatten(params).items())])
+    try:
+        yield TrackedRun(run_id, experiment, ctx.tracking_uri)
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id, status="FINISHED")

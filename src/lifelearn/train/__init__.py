@@ -1,0 +1,1 @@
+"""Training: the in-memory data module, the Lightning classifier, and `fit`."""

@@ -1,0 +1,57 @@
+"""Run a Lightning fit that resumes from its own last checkpoint after a kill."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+
+def config_hash(*parts) -> str:
+    """Short stable hash of plain config values (dicts compared by content)."""
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def work_dir(final_path: str | os.PathLike, *config_parts) -> Path:
+    """Scratch directory for one training run's resumable state, beside its final
+    checkpoint and keyed by its config, so a changed config never resumes an old run."""
+    final_path = Path(final_path)
+    return final_path.parent / f".work-{final_path.stem}-{config_hash(*config_parts)}"
+
+
+def make_trainer(max_epochs: int, workdir: Path, logger, trainer_cfg: dict) -> pl.Trainer:
+    """A Trainer checkpointing every epoch to `workdir/last.ckpt`; settings from config."""
+    checkpoint = ModelCheckpoint(dirpath=workdir, save_last=True, save_top_k=0, every_n_epochs=1)
+    return pl.Trainer(
+        max_epochs=max_epochs,
+        accelerator=trainer_cfg.get("accelerator", "auto"),
+        devices=trainer_cfg.get("devices", 1),
+        strategy=trainer_cfg.get("strategy", "auto"),
+        num_nodes=trainer_cfg.get("num_nodes", 1),
+        precision=trainer_cfg.get("precision", "32-true"),
+        deterministic=trainer_cfg.get("deterministic", True),
+        logger=logger,
+        callbacks=[checkpoint],
+        enable_progress_bar=trainer_cfg.get("progress_bar", True),
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=workdir,
+    )
+
+
+def fit(module: pl.LightningModule, datamodule: pl.LightningDataModule, max_epochs: int, workdir: Path,
+        logger, trainer_cfg: dict) -> pl.Trainer:
+    """Fit, resuming from `workdir/last.ckpt` when an earlier attempt left one."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    last = workdir / "last.ckpt"
+    trainer = make_trainer(max_epochs, workdir, logger, trainer_cfg)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None)
+    return trainer
+
+
+def clear_work_dir(workdir: Path) -> None:
+    shutil.rmtree(workdir, ignore_errors=True)

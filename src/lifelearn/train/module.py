@@ -1,0 +1,99 @@
+"""The Lightning classifier every training stage builds on.
+
+Subclasses (distillation, adversarial training, continual strategies) override
+`training_loss(x, y) -> (loss, logits)`; the epoch bookkeeping, the optimiser and
+the per-epoch history (kept inside checkpoints so a resumed run continues it) are
+shared.
+"""
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def build_optimizer(params, cfg: dict) -> torch.optim.Optimizer:
+    name, lr, wd = cfg["optimizer"], cfg["lr"], cfg.get("weight_decay", 0.0)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.get("momentum", 0.0), weight_decay=wd)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    raise ValueError(f"unknown train.optimizer {name!r}; allowed: sgd, adam, adamw")
+
+
+def build_scheduler(optimizer, cfg: dict):
+    name = cfg.get("schedule", "none")
+    if name == "none":
+        return None
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg["epochs"])
+    if name == "multistep":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg["milestones"], cfg.get("gamma", 0.1))
+    raise ValueError(f"unknown train.schedule {name!r}; allowed: none, cosine, multistep")
+
+
+class ClassifierModule(pl.LightningModule):
+    """Cross-entropy training of `model`; logs train/val loss and accuracy per epoch."""
+
+    def __init__(self, model: nn.Module, train_cfg: dict):
+        super().__init__()
+        self.model, self.train_cfg = model, dict(train_cfg)
+        self.history: list[dict] = []
+        self._sums: dict[str, torch.Tensor] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self(x)
+        return F.cross_entropy(logits, y), logits
+
+    # -- per-epoch sums, accumulated on the device, read once per epoch --------
+    def _accumulate(self, split: str, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        n = torch.tensor(float(len(y)), device=logits.device)
+        step = torch.stack([loss.detach() * n, (logits.detach().argmax(1) == y).sum().float(), n])
+        self._sums[split] = self._sums.get(split, torch.zeros(3, device=logits.device)) + step
+
+    def _epoch_metrics(self, split: str) -> dict[str, float]:
+        loss_sum, correct, n = self._sums.pop(split).tolist()
+        return {f"{split}_loss": loss_sum / n, f"{split}_acc": correct / n}
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss, logits = self.training_loss(x, y)
+        self._accumulate("train", loss, logits, y)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        self._accumulate("val", F.cross_entropy(logits, y), logits, y)
+
+    def on_validation_epoch_end(self) -> None:
+        self._val_metrics = self._epoch_metrics("val") if "val" in self._sums else {}
+
+    def on_train_epoch_end(self) -> None:
+        row = {"epoch": self.current_epoch, **self._epoch_metrics("train"), **getattr(self, "_val_metrics", {})}
+        row.update(self.extra_epoch_metrics())
+        self.history.append(row)
+        self.log_dict({k: float(v) for k, v in row.items() if k != "epoch"}, on_epoch=True)
+
+    def extra_epoch_metrics(self) -> dict[str, float]:
+        """Method-specific epoch metrics (e.g. balance weights) for history and MLflow."""
+        return {}
+
+    def configure_optimizers(self):
+        optimizer = build_optimizer(self.parameters(), self.train_cfg)
+        scheduler = build_scheduler(optimizer, self.train_cfg)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["history"] = self.history
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.history = list(checkpoint.get("history", []))

@@ -1,0 +1,152 @@
+"""End to end: the smoke profile through Snakemake, then what reruns when something changes.
+
+One pipeline run (module-scoped fixture) in a scratch copy of the repository; every
+rerun check is a dry run against it, and each test restores what it changed
+(content and mtime), so the tests are independent.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import copy_workflow
+
+pytestmark = pytest.mark.slow
+
+SMOKE = ["--config", "profile=smoke"]
+TEACHERS = {"mnist1d_convnet", "mnist1d_mlp", "digits_convnet"}
+SEEDS = [0, 1]
+
+
+def snakemake(workdir: Path, *args: str, env=None) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "snakemake", *args, *SMOKE], cwd=workdir,
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def planned_jobs(workdir: Path) -> dict[str, int]:
+    """Rule -> job count of a dry run ({} when there is nothing to do)."""
+    out = snakemake(workdir, "-n").stdout
+    if "Nothing to be done" in out:
+        return {}
+    table = out.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
+
+
+@contextmanager
+def edited(path: Path, old: str, new: str):
+    """Temporarily replace `old` by `new` in `path`; restore content and mtime after."""
+    text, stat = path.read_text(), path.stat()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+    try:
+        yield
+    finally:
+        path.write_text(text)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory) -> Path:
+    workdir = copy_workflow(tmp_path_factory.mktemp("pipeline") / "repo")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    snakemake(workdir, "--cores", "2", env=env)
+    return workdir
+
+
+def test_pipeline_writes_every_output(pipeline):
+    results = pipeline / "results" / "smoke"
+    for name in TEACHERS:
+        for seed in SEEDS:
+            record = json.loads((results / "teachers" / name / f"seed{seed}" / "metrics.json").read_text())
+            assert record["name"] == name and record["seed"] == seed
+            assert 0.0 <= record["metrics"]["test_acc"] <= 1.0
+            assert len(record["metrics"]["test_per_class_acc"]) == 10
+            assert (pipeline / "checkpoints" / "smoke" / "teachers" / name / f"seed{seed}.pt").stat().st_size > 0
+    readme = (results / "report" / "README.md").read_text()
+    assert "## Paper claims" in readme and "mnist1d_cnn_beats_mlp" in readme
+    assert list((results / "report" / "figures").glob("*.png"))
+    version = json.loads((results / "data_version.json").read_text())
+    assert version["status"] == "match", version  # regenerated data equals data.dvc's md5
+    assert not list(pipeline.glob("checkpoints/smoke/teachers/*/.work-*")), "scratch dirs left behind"
+
+
+def test_one_finished_mlflow_run_per_job_and_seed(pipeline):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{pipeline / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("teachers")
+    runs = client.search_runs([exp.experiment_id])
+    assert sorted(r.info.run_name for r in runs) == sorted(f"{n}/seed{s}" for n in TEACHERS for s in SEEDS)
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    run = next(r for r in runs if r.info.run_name == "mnist1d_mlp/seed1")
+    tags = run.data.tags
+    assert tags["stage"] == "pretrain" and tags["seed"] == "1" and tags["dataset"] == "mnist1d"
+    assert tags["profile"] == "smoke" and tags["model"] == "mlp" and tags["method"] == "natural"
+    assert tags["data_version"] == yaml.safe_load((pipeline / "data.dvc").read_text())["outs"][0]["md5"]
+    assert run.data.params["train.epochs"] == "2" and run.data.params["model.hidden"] == "[32]"
+    history = client.get_metric_history(run.info.run_id, "val_acc")
+    assert len(history) == 2  # one point per epoch
+    assert "metrics.json" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    report = client.search_runs([client.get_experiment_by_name("report").experiment_id])
+    assert len(report) == 1 and report[0].info.status == "FINISHED"
+
+
+def test_second_dry_run_has_nothing_to_do(pipeline):
+    assert planned_jobs(pipeline) == {}
+
+
+def test_teacher_hyperparameter_reruns_that_teacher_and_the_report(pipeline):
+    config = pipeline / "config" / "config.yaml"
+    with edited(config, "mnist1d_mlp: {model: {hidden: [32]}, train: {epochs: 2}}",
+                "mnist1d_mlp: {model: {hidden: [32]}, train: {epochs: 3}}"):
+        assert planned_jobs(pipeline) == {"pretrain_mnist1d_mlp": 1, "report": 1, "all": 1}
+
+
+def test_training_code_change_reruns_training_not_data(pipeline):
+    with edited(pipeline / "src" / "lifelearn" / "train" / "module.py", '"""The Lightning', '"""The  Lightning'):
+        assert planned_jobs(pipeline) == {f"pretrain_{n}": 1 for n in TEACHERS} | {"report": 1, "all": 1}
+
+
+def test_report_code_change_reruns_only_the_report(pipeline):
+    with edited(pipeline / "src" / "lifelearn" / "report" / "figures.py", '"""', '""" '):
+        assert planned_jobs(pipeline) == {"report": 1, "all": 1}
+
+
+def test_claim_change_reruns_only_the_report(pipeline):
+    with edited(pipeline / "config" / "config.yaml", "margin: 0.10", "margin: 0.20"):
+        assert planned_jobs(pipeline) == {"report": 1, "all": 1}
+
+
+def test_unrelated_config_section_reruns_nothing(pipeline):
+    with edited(pipeline / "config" / "config.yaml", "train: {epochs: 200,", "train: {epochs: 300,"):
+        assert planned_jobs(pipeline) == {}
+
+
+def test_data_code_change_reruns_data_preparation(pipeline):
+    with edited(pipeline / "src" / "lifelearn" / "data" / "embedded.py", '"""', '""" '):
+        # training reads data as ancient() (DVC); the data check and the report rerun
+        assert planned_jobs(pipeline) == {"prepare_data": 2, "data_version": 1, "report": 1, "all": 1}
+
+
+def test_new_data_version_reruns_training(pipeline):
+    with edited(pipeline / "data.dvc", "md5: ", "md5: 0"):
+        jobs = planned_jobs(pipeline)
+    assert jobs == {f"pretrain_{n}": 1 for n in TEACHERS} | {"data_version": 1, "report": 1, "all": 1}
+
+
+def test_snakemake_html_report_has_the_figures(pipeline):
+    snakemake(pipeline, "--report", "report.html")
+    html = (pipeline / "report.html").read_text()
+    for figure in (pipeline / "results" / "smoke" / "report" / "figures").glob("*.png"):
+        assert figure.stem in html
+    assert "Figures of the lifelearn report for profile" in html

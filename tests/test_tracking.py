@@ -1,0 +1,249 @@
+"""MLflow tracking helpers: params, URIs, runs (finished / failed / resumed), the
+store lock under concurrent first use, and the git commit tag."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from lifelearn import tracking
+from lifelearn.tracking import MAX_PARAM_CHARS, RunContext, default_tracking_uri, flatten, git_commit, tracked_run
+
+
+def _client(uri):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _uri(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One migrated store shared by the sequential tests of this module."""
+    uri = _uri(tmp_path_factory.mktemp("mlflow") / "mlflow.db")
+    tracking.ensure_store(uri)
+    return uri
+
+
+# --- flatten / URIs ----------------------------------------------------------------
+
+def test_flatten_nested():
+    params = {"model": {"arch": "mlp", "hidden": [16, 8]}, "train": {"lr": 0.1, "opt": {"name": "sgd", "m": 0.9}},
+              "seed": 3, "note": None}
+    assert flatten(params) == {
+        "model.arch": "mlp", "model.hidden": "[16, 8]", "train.lr": "0.1",
+        "train.opt.name": "sgd", "train.opt.m": "0.9", "seed": "3", "note": "None",
+    }
+    assert flatten({}) == {}
+    assert flatten({"a": {}}) == {}
+    assert flatten({"a": 1}, prefix="x.") == {"x.a": "1"}
+
+
+def test_flatten_cuts_long_values():
+    long = "ab" * MAX_PARAM_CHARS
+    flat = flatten({"n": {"long": long, "exact": "z" * MAX_PARAM_CHARS, "list": list(range(5000))}})
+    assert flat["n.long"] == long[:MAX_PARAM_CHARS] and len(flat["n.long"]) == MAX_PARAM_CHARS
+    assert flat["n.exact"] == "z" * MAX_PARAM_CHARS
+    assert flat["n.list"] == str(list(range(5000)))[:MAX_PARAM_CHARS]
+    assert MAX_PARAM_CHARS <= 6000  # MLflow's limit on a param value
+
+
+def test_default_tracking_uri_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracker.example:5000")
+    assert default_tracking_uri(tmp_path) == "http://tracker.example:5000"
+
+
+def test_default_tracking_uri_sqlite(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    expected = "sqlite:///" + os.path.join(os.path.realpath(tmp_path), "mlflow.db")
+    assert default_tracking_uri(tmp_path) == expected
+    assert expected.startswith("sqlite:////")  # absolute path: four slashes
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    assert default_tracking_uri("..") == expected
+    assert default_tracking_uri() == "sqlite:///" + os.path.join(os.path.realpath(tmp_path), "sub", "mlflow.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")  # empty counts as unset
+    assert default_tracking_uri("..") == expected
+
+
+def test_run_context_tags():
+    ctx = RunContext("sqlite:////x.db", "smoke", git_commit="abc", data_version="d1", extra_tags={"host": "h"})
+    assert ctx.tags(stage="pretrain", seed=2) == {"profile": "smoke", "git_commit": "abc", "data_version": "d1",
+                                                  "host": "h", "stage": "pretrain", "seed": "2"}
+
+
+# --- concurrent first use of a fresh store ------------------------------------------
+
+WORKER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from lifelearn.tracking import RunContext, tracked_run
+    import mlflow  # imported before the barrier so all workers reach the store together
+
+    uri, index, sync = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
+    (sync / f"ready{index}").touch()
+    deadline = time.time() + 120
+    while not (sync / "go").exists():
+        if time.time() > deadline:
+            sys.exit("no go signal")
+        time.sleep(0.005)
+    ctx = RunContext(uri, "par", git_commit="c0ffee", data_version="dv1")
+    with tracked_run(ctx, "parallel", f"worker{index}", {"stage": "test", "seed": index},
+                     {"train": {"lr": 0.1, "seed": index}, "name": "w"}) as run:
+        run.log_metrics({"value": index * 1.5})
+""")
+
+
+def test_parallel_writers_on_fresh_store(tmp_path):
+    n = 4
+    db = tmp_path / "store" / "mlflow.db"  # parent does not exist yet either
+    uri = _uri(db)
+    sync = tmp_path / "sync"
+    sync.mkdir()
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    procs = [subprocess.Popen([sys.executable, str(script), uri, str(i), str(sync)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(n)]
+    try:
+        deadline = time.time() + 120
+        while len(list(sync.glob("ready*"))) < n and time.time() < deadline:
+            if any(p.poll() not in (None, 0) for p in procs):
+                break
+            time.sleep(0.01)
+        assert not db.exists()  # nobody touched the store before the go signal
+        (sync / "go").touch()
+        outputs = [p.communicate(timeout=180)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for i, (p, out) in enumerate(zip(procs, outputs)):
+        assert p.returncode == 0, f"worker {i} failed:\n{out[-4000:]}"
+
+    client = _client(uri)
+    exp = client.get_experiment_by_name("parallel")
+    assert exp is not None
+    assert len(client.search_experiments()) == 2  # "Default" + "parallel": created once
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == n
+    by_name = {r.info.run_name: r for r in runs}
+    assert set(by_name) == {f"worker{i}" for i in range(n)}
+    for i in range(n):
+        r = by_name[f"worker{i}"]
+        assert r.info.status == "FINISHED"
+        tags = r.data.tags
+        assert {k: tags.get(k) for k in ("profile", "git_commit", "data_version", "stage", "seed")} == \
+               {"profile": "par", "git_commit": "c0ffee", "data_version": "dv1", "stage": "test", "seed": str(i)}
+        assert r.data.params == {"train.lr": "0.1", "train.seed": str(i), "name": "w"}
+        assert r.data.metrics == {"value": i * 1.5}
+
+
+# --- run lifecycle ---------------------------------------------------------------------
+
+def test_finished_run(store):
+    ctx = RunContext(store, "unit", git_commit="abc", data_version="v")
+    with tracked_run(ctx, "lifecycle", "ok", {"stage": "unit", "seed": 0}, {"a": {"b": 1}}) as run:
+        assert _client(store).get_run(run.run_id).info.status == "RUNNING"
+        run.log_metrics({"acc": 0.5, "skipped": [1, 2], "n": 3})
+    got = _client(store).get_run(run.run_id)
+    assert got.info.status == "FINISHED"
+    assert got.info.run_name == "ok"
+    assert got.data.params == {"a.b": "1"}
+    assert got.data.metrics == {"acc": 0.5, "n": 3.0}  # non-numbers are not logged
+    assert run.experiment == "lifecycle" and run.tracking_uri == store
+
+
+def test_failing_body_marks_run_failed(store):
+    ctx = RunContext(store, "unit")
+    captured = {}
+    with pytest.raises(RuntimeError, match="boom"):
+        with tracked_run(ctx, "lifecycle", "fails", {"stage": "unit"}, {}) as run:
+            captured["id"] = run.run_id
+            raise RuntimeError("boom")
+    assert _client(store).get_run(captured["id"]).info.status == "FAILED"
+
+
+def test_interrupt_marks_run_failed(store):
+    ctx = RunContext(store, "unit")
+    captured = {}
+    with pytest.raises(KeyboardInterrupt):
+        with tracked_run(ctx, "lifecycle", "killed", {"stage": "unit"}, {}) as run:
+            captured["id"] = run.run_id
+            raise KeyboardInterrupt
+    assert _client(store).get_run(captured["id"]).info.status == "FAILED"
+
+
+def test_resume_run_id_continues_same_run(store):
+    ctx = RunContext(store, "unit")
+    params = {"train": {"lr": 0.1}}
+    with pytest.raises(RuntimeError):
+        with tracked_run(ctx, "resume", "job/seed0", {"stage": "unit"}, params) as run:
+            first_id = run.run_id
+            run.log_metrics({"loss": 2.0}, step=0)
+            raise RuntimeError("killed")
+    client = _client(store)
+    assert client.get_run(first_id).info.status == "FAILED"
+    with tracked_run(ctx, "resume", "job/seed0", {"stage": "unit"}, params, resume_run_id=first_id) as run:
+        assert run.run_id == first_id
+        assert client.get_run(first_id).info.status == "RUNNING"
+        run.log_metrics({"loss": 1.0}, step=1)
+    exp = client.get_experiment_by_name("resume")
+    runs = client.search_runs([exp.experiment_id])
+    assert [r.info.run_id for r in runs] == [first_id]
+    assert runs[0].info.status == "FINISHED"
+    assert runs[0].data.params == {"train.lr": "0.1"}
+    history = client.get_metric_history(first_id, "loss")
+    assert sorted((m.step, m.value) for m in history) == [(0, 2.0), (1, 1.0)]
+
+
+def test_experiment_id_is_stable(store):
+    a = tracking.experiment_id(store, "stable")
+    assert tracking.experiment_id(store, "stable") == a
+    assert tracking.experiment_id(store, "other") != a
+    location = _client(store).get_experiment(a).artifact_location
+    assert location == (Path(store.removeprefix("sqlite:///")).parent / "mlartifacts" / "stable").as_uri()
+
+
+# --- git commit --------------------------------------------------------------------------
+
+def _git(cwd, *args):
+    return subprocess.run(["git", "-c", "user.email=t@example.com", "-c", "user.name=Test",
+                           "-c", "commit.gpgsign=false", "-c", "init.defaultBranch=main", *args],
+                          cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_git_commit_outside_repo(tmp_path, monkeypatch):
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    for var in ("GIT_DIR", "GIT_WORK_TREE"):
+        monkeypatch.delenv(var, raising=False)
+    assert git_commit(tmp_path) == "unknown"
+    assert git_commit(tmp_path / "does-not-exist") == "unknown"
+
+
+def test_git_commit_inside_repo(tmp_path, monkeypatch):
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    for var in ("GIT_DIR", "GIT_WORK_TREE"):
+        monkeypatch.delenv(var, raising=False)
+    _git(tmp_path, "init", "-q")
+    (tmp_path / "f.txt").write_text("one\n")
+    _git(tmp_path, "add", "f.txt")
+    _git(tmp_path, "commit", "-q", "-m", "first")
+    head = _git(tmp_path, "rev-parse", "HEAD")
+    got = git_commit(tmp_path)
+    assert re.fullmatch(r"[0-9a-f]{40}", got)
+    assert got == head
+    (tmp_path / "untracked.txt").write_text("x")  # untracked files do not count
+    assert git_commit(tmp_path) == head
+    (tmp_path / "f.txt").write_text("two\n")
+    assert git_commit(tmp_path) == head + "+dirty"

@@ -1,0 +1,26 @@
+# Datasets: embedded ones are generated offline; downloaded ones are fetched from
+# their official URLs and verified by checksum (pooch) before parsing.
+
+
+rule prepare_data:
+    output:
+        [f"data/{{dataset}}/{f}" for f in DATASET_FILES],
+    input:
+        code("data", "io.py"),
+    wildcard_constraints:
+        dataset="[a-z0-9_]+",
+    script:
+        "../scripts/prepare_data.py"
+
+
+rule data_version:
+    """Compare the regenerated data/ with the version data.dvc records (inputs not
+    ancient: regenerated data is always re-checked)."""
+    output:
+        f"{RESULTS}/data_version.json",
+    input:
+        data=[f"data/{name}/{f}" for name in EMBEDDED_DATASETS for f in DATASET_FILES],
+        dvc=[p for p in ["data.dvc"] if Path(p).exists()],
+        code=code("data/version.py"),
+    script:
+        "../scripts/data_version.py"

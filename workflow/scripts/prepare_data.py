@@ -1,0 +1,7 @@
+"""Glue: prepare one registry dataset into data/<name>/."""
+from pathlib import Path
+
+from lifelearn.data import prepare_dataset
+
+out_dir = Path(snakemake.output[0]).parent
+prepare_dataset(snakemake.wildcards.dataset, data_root=out_dir.parent)
