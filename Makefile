@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: setup
-	$(BIN)/snakemake --cores all
+	$(BIN)/snakemake --cores all --workflow-profile workflow/profiles/default
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -120,3 +120,12 @@ def test_bad_config_fails_before_any_job(workflow_copy):
     assert proc.returncode != 0
     assert "'adamm' is not one of ['adam', 'adamw', 'sgd']" in proc.stderr + proc.stdout
     assert not (workflow_copy / "results").exists() and not (workflow_copy / "data").exists()
+
+
+def test_paper_profile_plans_cifar_downloads_and_resnet_teachers(workflow_copy):
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--config", "profile=paper"],
+                          cwd=workflow_copy, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "pretrain_cifar10_resnet18" in proc.stdout and "pretrain_cifar100_resnet18" in proc.stdout
+    assert "data/cifar10/x_train.npy" in proc.stdout and "data/cifar100/x_train.npy" in proc.stdout
+    assert "gpu=1" in proc.stdout  # training declares its GPU to the scheduler

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from lifelearn.data.version import check_data_version, dvc_dir_md5
+from lifelearn.data.version import cache_if_match, check_data_version, dvc_dir_md5
 from lifelearn.io import save_npy, write_json
 
 
@@ -42,3 +42,26 @@ def test_check_data_version_statuses(tmp_path):
     assert set(report["datasets"]) == {"toy"}
     (data / "toy" / "meta.json").write_text('{"name": "toy2"}')
     assert check_data_version(data, dvc_file)["status"] == "differs"
+
+
+def test_matching_data_is_cached_and_dvc_status_is_clean(tmp_path):
+    data = make_data(tmp_path)
+    run(["git", "init", "-q"], tmp_path)
+    run([sys.executable, "-m", "dvc", "init", "-q"], tmp_path)
+    run([sys.executable, "-m", "dvc", "add", "-q", "data"], tmp_path)
+    run(["rm", "-rf", ".dvc/cache"], tmp_path)  # as in a fresh clone: recorded, not cached
+    dvc_file = tmp_path / "data.dvc"
+    before = dvc_file.read_text()
+    assert cache_if_match(check_data_version(data, dvc_file), dvc_file) == "cached"
+    status = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert status.stdout.strip() == "{}" and dvc_file.read_text() == before
+
+
+def test_differing_data_is_never_cached(tmp_path):
+    data = make_data(tmp_path)
+    dvc_file = tmp_path / "data.dvc"
+    dvc_file.write_text(yaml.safe_dump({"outs": [{"md5": "0" * 32 + ".dir", "path": "data"}]}))
+    report = check_data_version(data, dvc_file)
+    assert cache_if_match(report, dvc_file) == "not cached: data differs"
+    assert "0" * 32 in dvc_file.read_text()

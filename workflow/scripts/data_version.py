@@ -1,5 +1,7 @@
-"""Glue: check the regenerated data/ against the md5 data.dvc records."""
-from lifelearn.data.version import check_data_version
+"""Glue: check the regenerated data/ against the md5 data.dvc records; cache it if equal."""
+from lifelearn.data.version import cache_if_match, check_data_version
 from lifelearn.io import write_json
 
-write_json(snakemake.output[0], check_data_version("data", "data.dvc"))
+report = check_data_version("data", "data.dvc")
+report["dvc_cache"] = cache_if_match(report, "data.dvc")
+write_json(snakemake.output[0], report)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -44,3 +46,17 @@ def check_data_version(data_root: str | os.PathLike, dvc_file: str | os.PathLike
     status = "no data.dvc" if committed is None else ("match" if committed == actual else "differs")
     datasets = {p.name: md5_tree(p) for p in sorted(data_root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
     return {"committed_md5": committed, "actual_md5": actual, "status": status, "datasets": datasets}
+
+
+def cache_if_match(report: dict, dvc_file: str | os.PathLike) -> str:
+    """Store data/ in the DVC cache when it matches data.dvc (so `dvc status` is clean
+    and `dvc push` has something to push); never rewrites a differing data.dvc."""
+    if report["status"] != "match":
+        return f"not cached: data {report['status']}"
+    dvc_file = Path(dvc_file).resolve()
+    proc = subprocess.run([sys.executable, "-m", "dvc", "commit", "--force", "--quiet", dvc_file.name],
+                          cwd=dvc_file.parent, capture_output=True, text=True)
+    if proc.returncode != 0:
+        reason = (proc.stderr.strip().splitlines() or ["dvc commit failed"])[-1]
+        return f"not cached: {reason}"
+    return "cached"
