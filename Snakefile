@@ -40,6 +40,10 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    # The results themselves, not only the report: the default report is committed,
+    # so a fresh clone must still see its results as missing and run everything.
     input:
         REPORT_README,
+        rules.data_version.output,
+        PRETRAIN_METRICS,
     default_target: True

@@ -105,6 +105,16 @@ def test_second_dry_run_has_nothing_to_do(pipeline):
     assert planned_jobs(pipeline) == {}
 
 
+def test_missing_results_rerun_although_the_report_exists(pipeline):
+    metrics = pipeline / "results" / "smoke" / "teachers" / "mnist1d_mlp" / "seed0" / "metrics.json"
+    aside = metrics.with_name("aside.json")
+    metrics.rename(aside)
+    try:
+        assert planned_jobs(pipeline) == {"pretrain_mnist1d_mlp": 1, "report": 1, "all": 1}
+    finally:
+        aside.rename(metrics)
+
+
 def test_teacher_hyperparameter_reruns_that_teacher_and_the_report(pipeline):
     config = pipeline / "config" / "config.yaml"
     with edited(config, "mnist1d_mlp: {model: {hidden: [32]}, train: {epochs: 2}}",
