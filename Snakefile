@@ -36,7 +36,7 @@ onstart:
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/pretrain.smk"
-include: "workflow/rules/report.smk"
+include: "workflow/rules/report.smk"  # last: consumes REPORT_INPUTS
 
 
 rule all:
@@ -45,5 +45,5 @@ rule all:
     input:
         REPORT_README,
         rules.data_version.output,
-        PRETRAIN_METRICS,
+        REPORT_INPUTS["metrics"],
     default_target: True

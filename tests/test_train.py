@@ -21,7 +21,8 @@ from lifelearn.models.checkpoint import load_model
 from lifelearn.train.data import InMemoryDataModule, TensorBatches, random_crop_flip
 from lifelearn.train.fit import fit, work_dir
 from lifelearn.train.module import ClassifierModule, build_optimizer, build_scheduler
-from lifelearn.train.pretrain import SeedOutputs, pretrain_teacher
+from lifelearn.train.pretrain import pretrain_teacher
+from lifelearn.train.runner import SeedOutputs
 
 TRAINER = {"accelerator": "cpu", "progress_bar": False}
 HISTORY_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc"}

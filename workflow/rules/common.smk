@@ -45,8 +45,20 @@ def seed_files(stage, name, seeds, filename, root=RESULTS):
     return [f"{root}/{stage}/{name}/seed{seed}/{filename}" for seed in seeds]
 
 
+def teacher_checkpoints(name, seeds):
+    """Checkpoints of a pretrained teacher (load with lifelearn.models.checkpoint.load_model);
+    a later stage pairs its seed k with the teacher's seed k."""
+    return [f"{CHECKPOINTS}/teachers/{name}/seed{seed}.pt" for seed in seeds]
+
+
 TRAINING_RESOURCES = dict(
     gpu=config["resources"]["gpu"],
     mem_mb=config["resources"]["mem_mb"],
     runtime=config["resources"]["runtime"],
 )
+
+
+# What each stage contributes to the report and to `rule all`: every stage's rule file
+# extends these lists (metrics.json / history.csv per job and seed, plus any extra
+# files its report section reads); report.smk is included last and consumes them.
+REPORT_INPUTS = {"metrics": [], "history": [], "extra": []}

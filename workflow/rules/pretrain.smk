@@ -5,10 +5,6 @@
 # param instead: `dvc add data` after a data change reruns training.
 
 
-def teacher_checkpoints(name, seeds):
-    return [f"{CHECKPOINTS}/teachers/{name}/seed{seed}.pt" for seed in seeds]
-
-
 for _name, _teacher in config["teachers"].items():
 
     rule:
@@ -33,5 +29,6 @@ for _name, _teacher in config["teachers"].items():
             "../scripts/pretrain.py"
 
 
-PRETRAIN_METRICS = [f for n, t in config["teachers"].items() for f in seed_files("teachers", n, t["seeds"], "metrics.json")]
-PRETRAIN_HISTORIES = [f for n, t in config["teachers"].items() for f in seed_files("teachers", n, t["seeds"], "history.csv")]
+for _name, _teacher in config["teachers"].items():
+    REPORT_INPUTS["metrics"] += seed_files("teachers", _name, _teacher["seeds"], "metrics.json")
+    REPORT_INPUTS["history"] += seed_files("teachers", _name, _teacher["seeds"], "history.csv")

@@ -1,5 +1,6 @@
 # The report: tables, seaborn figures and the verdict on every paper claim,
-# computed from the files this run wrote.
+# computed from the files this run wrote. Included last: it reads REPORT_INPUTS,
+# which every stage's rule file extends.
 
 
 rule report:
@@ -13,8 +14,9 @@ rule report:
             category="Figures",
         ),
     input:
-        metrics=PRETRAIN_METRICS,
-        history=PRETRAIN_HISTORIES,
+        metrics=REPORT_INPUTS["metrics"],
+        history=REPORT_INPUTS["history"],
+        extra=REPORT_INPUTS["extra"],
         data_version=rules.data_version.output[0],
         code=code("report"),
     params:

@@ -2,7 +2,8 @@
 from pathlib import Path
 
 from lifelearn.tracking import RunContext
-from lifelearn.train.pretrain import SeedOutputs, pretrain_teacher
+from lifelearn.train.pretrain import pretrain_teacher
+from lifelearn.train.runner import SeedOutputs
 
 prov = snakemake.config["_provenance"]
 ctx = RunContext(prov["tracking_uri"], prov["profile"], prov["git_commit"], prov["data_version"])

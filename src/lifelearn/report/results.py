@@ -9,7 +9,7 @@ import pandas as pd
 
 from lifelearn.io import read_json
 
-ID_COLUMNS = ["study", "stage", "name", "seed", "dataset", "model", "run_id"]
+ID_COLUMNS = ["study", "stage", "name", "seed", "dataset", "model", "run_id", "result_dir"]
 HISTORY_ID_COLUMNS = ["study", "stage", "name", "seed", "dataset"]
 SORT_KEY = ["study", "name", "seed", "stage"]
 
@@ -24,7 +24,7 @@ def scalar_metrics(metrics: dict) -> dict[str, float]:
 
 
 def _identity(data: dict) -> dict:
-    row = {c: data.get(c) for c in ID_COLUMNS}
+    row = {c: data.get(c) for c in ID_COLUMNS if c != "result_dir"}
     row["seed"] = int(row["seed"])
     return row
 
@@ -37,7 +37,8 @@ def load_results(metric_paths: Iterable[str | Path]) -> pd.DataFrame:
     rows = []
     for path in metric_paths:
         data = read_json(path)
-        rows.append(_identity(data) | scalar_metrics(data.get("metrics", {})))
+        ident = _identity(data) | {"result_dir": str(Path(path).parent)}
+        rows.append(ident | scalar_metrics(data.get("metrics", {})))
     metric_cols = sorted({k for r in rows for k in r} - set(ID_COLUMNS))
     df = pd.DataFrame(rows, columns=ID_COLUMNS + metric_cols)
     dup = df.duplicated(["study", "stage", "name", "seed"], keep=False)

@@ -86,7 +86,7 @@ class ClassifierModule(pl.LightningModule):
         return {}
 
     def configure_optimizers(self):
-        optimizer = build_optimizer(self.parameters(), self.train_cfg)
+        optimizer = build_optimizer(self.model.parameters(), self.train_cfg)  # never a teacher's
         scheduler = build_scheduler(optimizer, self.train_cfg)
         if scheduler is None:
             return optimizer

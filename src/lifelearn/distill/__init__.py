@@ -1,0 +1,1 @@
+"""Knowledge distillation: vanilla KD (kd.py) and the methods built on it."""
