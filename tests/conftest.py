@@ -1,13 +1,20 @@
-"""Shared fixtures: the repository root and a scratch copy of the workflow."""
+"""Shared fixtures: the repository root, a scratch copy of the workflow, and one
+smoke-profile pipeline run shared by every end-to-end test of the session."""
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import subprocess
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_PARTS = ["Snakefile", "config", "workflow", "src", "data.dvc", ".dvc", ".dvcignore"]
+SMOKE = ["--config", "profile=smoke"]
 
 
 def copy_workflow(dest: Path) -> Path:
@@ -25,3 +32,42 @@ def copy_workflow(dest: Path) -> Path:
 @pytest.fixture
 def workflow_copy(tmp_path) -> Path:
     return copy_workflow(tmp_path / "repo")
+
+
+def snakemake(workdir: Path, *args: str, env=None) -> subprocess.CompletedProcess:
+    """Run snakemake on the smoke profile in `workdir`; fail the test on a non-zero exit."""
+    proc = subprocess.run([sys.executable, "-m", "snakemake", *args, *SMOKE], cwd=workdir,
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def planned_jobs(workdir: Path) -> dict[str, int]:
+    """Rule -> job count of a dry run ({} when there is nothing to do)."""
+    out = snakemake(workdir, "-n").stdout
+    if "Nothing to be done" in out:
+        return {}
+    table = out.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
+
+
+@contextmanager
+def edited(path: Path, old: str, new: str):
+    """Temporarily replace `old` by `new` in `path`; restore content and mtime after."""
+    text, stat = path.read_text(), path.stat()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+    try:
+        yield
+    finally:
+        path.write_text(text)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory) -> Path:
+    """The whole smoke pipeline, run once on a fresh MLflow store with 2 parallel jobs."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("pipeline") / "repo")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    snakemake(workdir, "--cores", "2", env=env)
+    return workdir
