@@ -343,10 +343,30 @@ def test_checksum_mismatch_keeps_nothing(server, tmp_path):
     message = str(err.value)
     assert "train-images-idx3-ubyte.gz" in message and source.files["train_images"][0] in message
     assert hashlib.md5(good).hexdigest() in message and hashlib.md5(bad).hexdigest() in message
+    assert f"({download_mod.ATTEMPTS} attempt(s))" in message
     assert isinstance(err.value, ValueError)
     assert not data_root.exists() or not any(data_root.iterdir())
     assert not (cache / "mnist" / "train-images-idx3-ubyte.gz").exists()
     assert not (cache / "mnist").exists() or not any((cache / "mnist").iterdir())
+
+
+def test_truncated_download_is_retried(server, tmp_path, monkeypatch):
+    good = gzip.compress(struct.pack(">4i", 2051, 1, 28, 28) + bytes(784), mtime=0)
+    source = _serve(server, {"archive": ("cifar-10-python.tar.gz", good)})
+    served = server[0] / "cifar-10-python.tar.gz"
+    served.write_bytes(good[: len(good) // 2])  # the first transfer is cut short
+    real_retrieve, calls = download_mod.pooch.retrieve, []
+
+    def retrieve_then_heal(*args, **kwargs):
+        calls.append(args)
+        try:
+            return real_retrieve(*args, **kwargs)
+        finally:
+            served.write_bytes(good)  # the next transfer is complete
+
+    monkeypatch.setattr(download_mod.pooch, "retrieve", retrieve_then_heal)
+    files = download_mod.fetch("cifar10", source, tmp_path / "cache")
+    assert len(calls) == 2 and files["archive"].read_bytes() == good
 
 
 def test_checksum_error_hashes_the_file_itself_when_pooch_does_not_say(server, tmp_path, monkeypatch):

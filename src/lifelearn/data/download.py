@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 import pooch
 
 MIRROR_ENV = "LIFELEARN_DATA_MIRROR"
+ATTEMPTS = 3  # a truncated or corrupted transfer is retried this many times in all
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,10 @@ class DownloadSource:
 class ChecksumError(ValueError):
     """A downloaded file's checksum differs from the published one."""
 
-    def __init__(self, fname: str, url: str, expected: str, actual: str):
+    def __init__(self, fname: str, url: str, expected: str, actual: str, attempts: int = 1):
         super().__init__(
             f"checksum mismatch for {fname} downloaded from {url}: "
-            f"expected {expected}, got {actual}; the file was not kept"
+            f"expected {expected}, got {actual} ({attempts} attempt(s)); the file was not kept"
         )
         self.fname, self.url, self.expected, self.actual = fname, url, expected, actual
 
@@ -71,16 +72,22 @@ def fetch(name: str, source: DownloadSource, cache_dir: str | os.PathLike) -> di
     return {role: _retrieve(url, known, folder) for role, (url, known) in source.files.items()}
 
 
-def _retrieve(url: str, known_hash: str, folder: Path) -> Path:
+def _retrieve(url: str, known_hash: str, folder: Path, attempts: int = ATTEMPTS) -> Path:
+    """pooch.retrieve with up to `attempts` tries when the checksum does not match
+    (pooch discards the bad transfer each time, so nothing partial is kept)."""
     fname = file_name(url)
-    try:
-        return Path(pooch.retrieve(url, known_hash=known_hash, fname=fname, path=folder, progressbar=False))
-    except ValueError as err:
-        if "does not match the known hash" not in str(err):
-            raise
-        found = re.search(r"but got ([0-9a-fA-F]+)", str(err))
-        actual = found.group(1) if found else _hash_of_fresh_copy(url, known_hash, folder)
-        raise ChecksumError(fname, url, known_hash, f"{known_hash.split(':')[0]}:{actual.lower()}") from None
+    for attempt in range(1, attempts + 1):
+        try:
+            return Path(pooch.retrieve(url, known_hash=known_hash, fname=fname, path=folder, progressbar=False))
+        except ValueError as err:
+            if "does not match the known hash" not in str(err):
+                raise
+            if attempt < attempts:
+                continue
+            found = re.search(r"but got ([0-9a-fA-F]+)", str(err))
+            actual = found.group(1) if found else _hash_of_fresh_copy(url, known_hash, folder)
+            raise ChecksumError(fname, url, known_hash, f"{known_hash.split(':')[0]}:{actual.lower()}",
+                                attempts) from None
 
 
 def _hash_of_fresh_copy(url: str, known_hash: str, folder: Path) -> str:

@@ -41,13 +41,18 @@ class TensorBatches:
     """Iterable of (x, y) batches over in-memory tensors.
 
     Training order is a permutation drawn from `epoch_generator(seed, epoch_fn())`;
-    evaluation (shuffle=False) walks the tensors in order.
+    evaluation (shuffle=False) walks the tensors in order. Under data parallelism
+    (`world_size` > 1) `batch_size` is the GLOBAL batch: every rank draws the same
+    permutation and takes every `world_size`-th sample of each batch from `rank` on, so
+    the ranks' averaged gradients equal the single-process gradient of that batch.
     """
 
-    def __init__(self, x, y, batch_size, shuffle=False, seed=0, epoch_fn=lambda: 0, augment=None, drop_last=False):
+    def __init__(self, x, y, batch_size, shuffle=False, seed=0, epoch_fn=lambda: 0, augment=None, drop_last=False,
+                 rank=0, world_size=1):
         self.x, self.y, self.batch_size = x, y, batch_size
         self.shuffle, self.seed, self.epoch_fn = shuffle, seed, epoch_fn
         self.augment, self.drop_last = augment, drop_last
+        self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:
         n = len(self.y)
@@ -59,10 +64,12 @@ class TensorBatches:
         order = torch.randperm(n, generator=gen).to(self.y.device) if self.shuffle else None
         for b in range(len(self)):
             sl = slice(b * self.batch_size, min((b + 1) * self.batch_size, n))
-            idx = order[sl] if order is not None else sl
+            idx = order[sl] if order is not None else torch.arange(sl.start, sl.stop, device=self.y.device)
             xb, yb = self.x[idx], self.y[idx]
             if self.augment is not None:
-                xb = self.augment(xb, gen)
+                xb = self.augment(xb, gen)  # on the whole global batch: same draws on every rank
+            if self.world_size > 1:
+                xb, yb = xb[self.rank :: self.world_size], yb[self.rank :: self.world_size]
             yield xb, yb
 
 
@@ -88,12 +95,18 @@ class InMemoryDataModule(pl.LightningDataModule):
     def _epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0
 
+    def _ranks(self) -> dict:
+        if self.trainer is None:
+            return {}
+        return {"rank": self.trainer.global_rank, "world_size": self.trainer.world_size}
+
     def train_dataloader(self) -> TensorBatches:
         x, y = self.tensors["train"]
-        return TensorBatches(x, y, self.batch_size, shuffle=True, seed=self.seed, epoch_fn=self._epoch, augment=self.augment)
+        return TensorBatches(x, y, self.batch_size, shuffle=True, seed=self.seed, epoch_fn=self._epoch,
+                             augment=self.augment, **self._ranks())
 
     def val_dataloader(self) -> TensorBatches:
-        return TensorBatches(*self.tensors["val"], self.eval_batch_size)
+        return TensorBatches(*self.tensors["val"], self.eval_batch_size, **self._ranks())
 
     def test_dataloader(self) -> TensorBatches:
-        return TensorBatches(*self.tensors["test"], self.eval_batch_size)
+        return TensorBatches(*self.tensors["test"], self.eval_batch_size, **self._ranks())

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 
@@ -24,8 +25,10 @@ def work_dir(final_path: str | os.PathLike, *config_parts) -> Path:
 
 
 def make_trainer(max_epochs: int, workdir: Path, logger, trainer_cfg: dict) -> pl.Trainer:
-    """A Trainer checkpointing every epoch to `workdir/last.ckpt`; settings from config."""
-    checkpoint = ModelCheckpoint(dirpath=workdir, save_last=True, save_top_k=0, every_n_epochs=1)
+    """A Trainer checkpointing every epoch (`workdir/last.ckpt` links to the newest
+    checkpoint; Lightning writes `last` only when a top-k checkpoint is saved, so
+    save_top_k=0 would save it at the very end only); settings from config."""
+    checkpoint = ModelCheckpoint(dirpath=workdir, save_last="link", save_top_k=1, every_n_epochs=1)
     return pl.Trainer(
         max_epochs=max_epochs,
         accelerator=trainer_cfg.get("accelerator", "auto"),
@@ -50,6 +53,9 @@ def fit(module: pl.LightningModule, datamodule: pl.LightningDataModule, max_epoc
     last = workdir / "last.ckpt"
     trainer = make_trainer(max_epochs, workdir, logger, trainer_cfg)
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None)
+    if len(module.history) < max_epochs and last.exists():
+        # spawned ranks (ddp_spawn) send back the weights, not Python attributes
+        module.history = list(torch.load(last, map_location="cpu", weights_only=True)["history"])
     return trainer
 
 

@@ -7,6 +7,8 @@ shared.
 """
 from __future__ import annotations
 
+import math
+
 import pytorch_lightning as pl
 import torch
 from torch import nn
@@ -58,7 +60,10 @@ class ClassifierModule(pl.LightningModule):
         self._sums[split] = self._sums.get(split, torch.zeros(3, device=logits.device)) + step
 
     def _epoch_metrics(self, split: str) -> dict[str, float]:
-        loss_sum, correct, n = self._sums.pop(split).tolist()
+        sums = self._sums.pop(split)
+        if self._trainer is not None and self.trainer.world_size > 1:  # ranks saw disjoint shards
+            sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        loss_sum, correct, n = sums.tolist()
         return {f"{split}_loss": loss_sum / n, f"{split}_acc": correct / n}
 
     def training_step(self, batch, batch_idx):
@@ -77,6 +82,10 @@ class ClassifierModule(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         row = {"epoch": self.current_epoch, **self._epoch_metrics("train"), **getattr(self, "_val_metrics", {})}
+        if not math.isfinite(row["train_loss"]):  # checked once per epoch: no per-step sync
+            raise FloatingPointError(
+                f"training loss is {row['train_loss']} in epoch {self.current_epoch}: training diverged; "
+                f"lower train.lr (now {self.train_cfg.get('lr')}, optimizer {self.train_cfg.get('optimizer')})")
         row.update(self.extra_epoch_metrics())
         self.history.append(row)
         self.log_dict({k: float(v) for k, v in row.items() if k != "epoch"}, on_epoch=True)

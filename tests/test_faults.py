@@ -1,0 +1,33 @@
+"""Faults and bad input: each gives a clear error and leaves nothing half-written."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lifelearn.data import prepare_dataset
+from lifelearn.tracking import RunContext, ensure_store
+from lifelearn.train.pretrain import pretrain_teacher
+from lifelearn.train.runner import SeedOutputs
+
+
+def teacher(lr: float) -> dict:
+    return {"dataset": "digits", "model": {"arch": "mlp", "hidden": [32]}, "method": "natural", "seeds": [0],
+            "train": {"epochs": 2, "batch_size": 64, "optimizer": "sgd", "lr": lr, "schedule": "none"}}
+
+
+def test_diverging_learning_rate_fails_clearly_and_writes_nothing(tmp_path):
+    from mlflow import MlflowClient
+
+    prepare_dataset("digits", data_root=tmp_path / "data")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ensure_store(uri)
+    out = SeedOutputs(tmp_path / "ckpt" / "seed0.pt", tmp_path / "res" / "metrics.json", tmp_path / "res" / "history.csv")
+    torch.set_num_threads(1)
+    with pytest.raises(FloatingPointError, match=r"training diverged; lower train.lr \(now 1e\+30"):
+        pretrain_teacher("t", teacher(1e30), tmp_path / "data" / "digits", [out], RunContext(uri, "test"),
+                         {"accelerator": "cpu", "progress_bar": False})
+    assert not any(Path(p).exists() for p in (out.checkpoint, out.metrics, out.history))
+    runs = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("teachers").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]

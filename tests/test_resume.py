@@ -1,0 +1,98 @@
+"""A training job killed with SIGKILL half-way resumes from its last checkpoint on the
+rerun (epoch count continues, same MLflow run) and ends with the metrics of an
+uninterrupted run."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import SMOKE, copy_workflow
+
+pytestmark = pytest.mark.slow
+
+JOB = "pretrain_mnist1d_convnet"
+SMOKE_TEACHER = "mnist1d_convnet: {model: {channels: [8, 16]}, train: {epochs: 2}}"
+LONG_TEACHER = "mnist1d_convnet: {model: {channels: [8, 16]}, train: {epochs: 8}, seeds: [0]}"
+
+
+def workflow(dest: Path) -> Path:
+    copy_workflow(dest)
+    config = dest / "config" / "config.yaml"
+    config.write_text(config.read_text().replace(SMOKE_TEACHER, LONG_TEACHER))
+    return dest
+
+
+def start(workdir: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", JOB, *SMOKE], cwd=workdir,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def job_pid(workdir: Path) -> int | None:
+    """PID of the job's own Python process (Snakemake runs the rule's script as a child)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            cwd = os.readlink(proc / "cwd")
+        except (OSError, ValueError):
+            continue
+        if cwd == str(workdir) and any(part.endswith(b"pretrain.py") for part in cmd):
+            return int(proc.name)
+    return None
+
+
+def kill_after_first_checkpoint(workdir: Path, proc: subprocess.Popen) -> None:
+    ckpt_dir = workdir / "checkpoints" / "smoke" / "teachers" / "mnist1d_convnet"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(ckpt_dir.glob(".work-seed0-*/last.ckpt")):
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        time.sleep(0.05)
+    pid = job_pid(workdir)
+    assert pid is not None, "job process not found"
+    os.kill(pid, signal.SIGKILL)
+    proc.wait(timeout=120)
+
+
+def run(workdir: Path) -> str:
+    proc = start(workdir)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+def test_killed_job_resumes_and_matches_an_uninterrupted_run(tmp_path):
+    killed, clean = workflow(tmp_path / "killed"), workflow(tmp_path / "clean")
+    proc = start(killed)
+    kill_after_first_checkpoint(killed, proc)
+    assert proc.returncode != 0
+    result = killed / "results" / "smoke" / "teachers" / "mnist1d_convnet" / "seed0"
+    assert not (result / "metrics.json").exists()  # nothing half-written was kept
+    work = list((killed / "checkpoints" / "smoke" / "teachers" / "mnist1d_convnet").glob(".work-seed0-*"))
+    epoch_at_kill = torch.load(work[0] / "last.ckpt", weights_only=True)["epoch"]
+    assert 0 <= epoch_at_kill < 7
+
+    rerun = run(killed)
+    assert "Restoring states from the checkpoint" in rerun or "Restored all states" in rerun
+    run(clean)
+
+    a = json.loads((result / "metrics.json").read_text())
+    b = json.loads((clean / result.relative_to(killed) / "metrics.json").read_text())
+    for record in (a, b):
+        record["metrics"].pop("train_seconds")
+        record.pop("run_id")
+    assert a == b and a["metrics"]["epochs"] == 8
+    assert (result / "history.csv").read_bytes() == (clean / result.relative_to(killed) / "history.csv").read_bytes()
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{killed / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("teachers").experiment_id])
+    assert [(r.info.run_name, r.info.status) for r in runs] == [("mnist1d_convnet/seed0", "FINISHED")]
+    assert len(client.get_metric_history(runs[0].info.run_id, "val_acc")) == 8
