@@ -247,3 +247,13 @@ def test_git_commit_inside_repo(tmp_path, monkeypatch):
     assert git_commit(tmp_path) == head
     (tmp_path / "f.txt").write_text("two\n")
     assert git_commit(tmp_path) == head + "+dirty"
+
+
+def test_credentials_leave_the_uri_for_mlflows_auth_variables(monkeypatch):
+    from lifelearn.tracking import without_credentials
+
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    assert without_credentials("https://ann:p%40ss@mlflow.lab:5000/base") == "https://mlflow.lab:5000/base"
+    assert os.environ["MLFLOW_TRACKING_USERNAME"] == "ann" and os.environ["MLFLOW_TRACKING_PASSWORD"] == "p@ss"
+    assert without_credentials("sqlite:////tmp/x/mlflow.db") == "sqlite:////tmp/x/mlflow.db"

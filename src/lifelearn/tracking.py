@@ -15,6 +15,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 MAX_PARAM_CHARS = 6000
 
@@ -44,10 +45,24 @@ def _store_lock(uri: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def without_credentials(uri: str) -> str:
+    """`uri` minus any user:password, which move to MLFLOW_TRACKING_USERNAME/PASSWORD
+    (MLflow's own basic-auth variables), so no URL printed or logged carries them."""
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    if parts.username:
+        os.environ.setdefault("MLFLOW_TRACKING_USERNAME", unquote(parts.username))
+    if parts.password:
+        os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", unquote(parts.password))
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
 def _client(uri: str):
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=uri)
+    return MlflowClient(tracking_uri=without_credentials(uri))
 
 
 def ensure_store(uri: str) -> None:
@@ -148,7 +163,7 @@ def tracked_run(ctx: RunContext, experiment: str, run_name: str, tags: dict, par
 
         client.log_batch(run_id, params=[Param(k, v) for k, v in sorted(flatten(params).items())])
     try:
-        yield TrackedRun(run_id, experiment, ctx.tracking_uri)
+        yield TrackedRun(run_id, experiment, without_credentials(ctx.tracking_uri))
     except BaseException:
         client.set_terminated(run_id, status="FAILED")
         raise
