@@ -66,8 +66,9 @@ def edited(path: Path, old: str, new: str):
 
 @pytest.fixture(scope="session")
 def pipeline(tmp_path_factory) -> Path:
-    """The whole smoke pipeline, run once on a fresh MLflow store with 2 parallel jobs."""
+    """The whole smoke pipeline, run once on a fresh MLflow store with 4 parallel jobs
+    (no run may be lost or duplicated: see test_pipeline)."""
     workdir = copy_workflow(tmp_path_factory.mktemp("pipeline") / "repo")
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    snakemake(workdir, "--cores", "2", env=env)
+    snakemake(workdir, "--cores", "4", env=env)
     return workdir

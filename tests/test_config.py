@@ -129,3 +129,11 @@ def test_paper_profile_plans_cifar_downloads_and_resnet_teachers(workflow_copy):
     assert "pretrain_cifar10_resnet18" in proc.stdout and "pretrain_cifar100_resnet18" in proc.stdout
     assert "data/cifar10/x_train.npy" in proc.stdout and "data/cifar100/x_train.npy" in proc.stdout
     assert "gpu=1" in proc.stdout  # training declares its GPU to the scheduler
+
+
+def test_empty_learning_rate_is_rejected():
+    assert "None is not of type 'number'" in invalid(lambda c: c["teachers"]["mnist1d_mlp"]["train"].update(lr=None))
+
+
+def test_missing_learning_rate_is_named():
+    assert "'lr' is a required property" in invalid(lambda c: c["teachers"]["mnist1d_mlp"]["train"].pop("lr"))
