@@ -40,7 +40,7 @@ def teacher_rows(df: pd.DataFrame, config: dict) -> pd.DataFrame:
 
 
 def _table(df: pd.DataFrame, teachers: pd.DataFrame, order: list[str]) -> str:
-    header = ["model", "seeds", *(label for _, label in ACC), "train s (mean)"]
+    header = ["model", "seeds", *(label for _, label in ACC), "train s (mean, wall)"]
     rows = []
     for name, g in [(n, df[df["name"] == n]) for n in order] + list(teachers.groupby("name", sort=True)):
         rows.append([name, len(g), *(_writer().mean_std(g[m], 100) if m in g else "n/a" for m, _ in ACC),
