@@ -231,3 +231,13 @@ def test_schema_and_rules_mirror_the_registries():
     roles = ast.literal_eval(re.search(r"MTARD_TEACHER_ROLES = (\{.*\})", rules)[1])
     assert {k: tuple(v) for k, v in roles.items()} == TEACHER_ROLES
     assert set(TEACHER_ROLES) == set(STUDENT_METHODS)
+
+
+def test_mtard_steps_are_reproducible_from_the_seed():
+    def run():
+        module = _mtard_module()  # seeds torch with 0
+        x, y = torch.rand(32, 1, 8), torch.randint(0, 3, (32,))
+        losses = [module.training_loss(x, y)[0].item() for _ in range(3)]
+        return losses, module.tau_nat.item(), module.w_nat.item()
+
+    assert run() == run()
