@@ -47,7 +47,8 @@ def test_smoke_profile_overrides_only_what_it_names():
 
 def test_paper_profile_replaces_embedded_teachers_with_cifar():
     paper = resolved("paper")
-    assert set(paper["teachers"]) == {"cifar10_resnet18", "cifar100_resnet18"}
+    assert set(paper["teachers"]) == {"cifar10_resnet18", "cifar100_resnet18",
+                                      "cifar10_resnet18_wide", "cifar10_resnet18_wide_pgd"}  # + MTARD's
     assert paper["teachers"]["cifar10_resnet18"]["train"]["lr"] == 0.1
 
 

@@ -15,7 +15,7 @@ from conftest import edited, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
-TEACHERS = {"mnist1d_convnet", "mnist1d_mlp", "digits_convnet"}
+TEACHERS = {"mnist1d_convnet", "mnist1d_mlp", "digits_convnet", "mnist1d_convnet_pgd"}
 SEEDS = [0, 1]
 
 

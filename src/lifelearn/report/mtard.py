@@ -1,0 +1,139 @@
+"""Report section of the MTARD study (stage `mtard`): clean / PGD / weighted robust
+accuracy per method and teacher (mean ± std over seeds), an accuracy-vs-robustness
+scatter, and the trajectories of MTARD's balances (temperatures and weights per epoch)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from lifelearn.io import read_json
+from lifelearn.report.figures import BAND, _save, t_interval
+from lifelearn.report.results import scalar_metrics
+
+
+def _writer():
+    """report.writer's table helpers (imported late: writer registers this section)."""
+    from lifelearn.report import writer
+
+    return writer
+
+ACC = [("test_clean_acc", "clean acc (%)"), ("test_pgd_acc", "PGD acc (%)"),
+       ("test_weighted_robust_acc", "weighted robust acc (%)")]
+BALANCES = [("tau_adv", "tau_adv"), ("tau_nat", "tau_nat"), ("w_adv", "w_adv"), ("w_nat", "w_nat")]
+
+
+def teacher_rows(df: pd.DataFrame, config: dict) -> pd.DataFrame:
+    """The study's teachers' metrics, read beside the students' results
+    (results/<profile>/teachers/<name>/seed<k>/metrics.json, inputs of the report)."""
+    results_root = Path(df["result_dir"].iloc[0]).parents[2]
+    study = config.get("mtard") or {}
+    seeds = set(df["seed"])  # the teachers of the students' seeds only
+    rows = []
+    for role, name in sorted(study.get("teachers", {}).items()):
+        for path in sorted((results_root / "teachers" / name).glob("seed*/metrics.json")):
+            data = read_json(path)
+            if data["seed"] not in seeds:
+                continue
+            metrics = scalar_metrics(data.get("metrics", {}))
+            metrics.setdefault("test_clean_acc", metrics.get("test_acc"))
+            rows.append({"name": f"{role} teacher ({name})", "seed": data["seed"], **metrics})
+    return pd.DataFrame(rows)
+
+
+def _table(df: pd.DataFrame, teachers: pd.DataFrame, order: list[str]) -> str:
+    header = ["model", "seeds", *(label for _, label in ACC), "train s (mean, wall)"]
+    rows = []
+    for name, g in [(n, df[df["name"] == n]) for n in order] + list(teachers.groupby("name", sort=True)):
+        rows.append([name, len(g), *(_writer().mean_std(g[m], 100) if m in g else "n/a" for m, _ in ACC),
+                     f"{g['train_seconds'].mean():.1f}" if "train_seconds" in g else "n/a"])
+    return _writer().md_table(header, rows)
+
+
+def _scatter(points: pd.DataFrame, path: Path) -> None:
+    order = list(dict.fromkeys(points["name"]))
+    palette = dict(zip(order, sns.color_palette("tab10", len(order))))
+    with sns.axes_style("whitegrid"):
+        fig, ax = plt.subplots(figsize=(6.5, 4.5))
+        for name in order:
+            g = points[points["name"] == name]
+            ax.scatter(g["test_clean_acc"] * 100, g["test_pgd_acc"] * 100, s=16, alpha=0.5, color=palette[name])
+            ax.scatter(g["test_clean_acc"].mean() * 100, g["test_pgd_acc"].mean() * 100, s=90, marker="D",
+                       color=palette[name], edgecolor="black", label=name)
+        ax.set_xlabel("clean accuracy (%)")
+        ax.set_ylabel("PGD accuracy (%)")
+        ax.legend(fontsize="small", loc="best")
+    _save(fig, path)
+
+
+def _trajectories(hist: pd.DataFrame, path: Path) -> None:
+    long = hist.melt(id_vars=["name", "seed", "epoch"], value_vars=[c for c, _ in BALANCES],
+                     var_name="quantity", value_name="value")
+    with sns.axes_style("whitegrid"):
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for ax, (qs, title) in zip(axes, [(("tau_adv", "tau_nat"), "temperatures (EBB)"),
+                                          (("w_adv", "w_nat"), "loss weights (NLB)")]):
+            sub = long[long["quantity"].isin(qs)].assign(series=lambda d: d["name"] + ": " + d["quantity"])
+            sns.lineplot(data=sub, x="epoch", y="value", hue="series", errorbar=t_interval, ax=ax)
+            ax.set_title(title + ", epoch mean of the per-batch values")
+            ax.legend(fontsize="small", title=None)
+    _save(fig, path)
+
+
+def _premise(df: pd.DataFrame, teachers: pd.DataFrame) -> str:
+    """What the measured numbers say about the paper's premise and effect."""
+    means = df.groupby("name")[[m for m, _ in ACC]].mean() * 100
+    lines = []
+    if {"natural", "pgd_at"} <= set(means.index):
+        n, p = means.loc["natural"], means.loc["pgd_at"]
+        lines.append(f"Trade-off in the student: natural training {n['test_clean_acc']:.1f}% clean / "
+                     f"{n['test_pgd_acc']:.1f}% PGD, PGD-AT {p['test_clean_acc']:.1f}% / {p['test_pgd_acc']:.1f}%.")
+    if "mtard" in means.index:
+        m = means.loc["mtard"]
+        for base in ("pgd_at", "ard"):
+            if base in means.index:
+                d = m - means.loc[base]
+                lines.append(f"MTARD minus {base}: clean {d['test_clean_acc']:+.1f}, PGD {d['test_pgd_acc']:+.1f}, "
+                             f"weighted {d['test_weighted_robust_acc']:+.1f} points (means over seeds; "
+                             "the claim table gives the paired intervals).")
+                if d["test_pgd_acc"] < 0 < d["test_weighted_robust_acc"]:
+                    lines.append(f"Against {base}, MTARD's PGD accuracy is lower: its weighted robust accuracy "
+                                 "gains through clean accuracy, not robustness.")
+    if not teachers.empty and "test_pgd_acc" in teachers:
+        t = teachers.groupby("name")[["test_clean_acc", "test_pgd_acc"]].mean().dropna() * 100
+        lines += [f"{name}: {r['test_clean_acc']:.1f}% clean / {r['test_pgd_acc']:.1f}% PGD." for name, r in t.iterrows()]
+    return " ".join(lines)
+
+
+def mtard_section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config: dict) -> str:
+    """Stage `mtard`: the accuracy table, the scatter, the balances, the premise in numbers."""
+    study = df["study"].iloc[0]
+    order = [n for n in ("natural", "pgd_at", "ard", "mtard") if n in set(df["name"])]
+    order += sorted(set(df["name"]) - set(order))
+    teachers = teacher_rows(df, config)
+    cfg = config.get("mtard") or {}
+    attack = cfg.get("eval_attack", {})
+    parts = ["## MTARD: multi-teacher adversarial robustness distillation",
+             f"Dataset `{cfg.get('dataset')}`, student `{cfg.get('student')}`; test-set clean accuracy, "
+             f"PGD-{attack.get('steps')} accuracy (L-inf eps {attack.get('eps')}, step {attack.get('step_size')}, "
+             f"{attack.get('random_start', 'uniform')} start) and weighted robust accuracy = their mean. "
+             "Mean ± std over seeds (ddof=1); students of seed k learn from the teachers of seed k.",
+             _table(df, teachers, order)]
+    if {"test_clean_acc", "test_pgd_acc"} <= set(df.columns):
+        points = pd.concat([df[df["name"] == n] for n in order] + [teachers.dropna(subset=["test_pgd_acc"])
+                                                                   if "test_pgd_acc" in teachers else teachers.iloc[0:0]])
+        rel = f"figures/{study}-accuracy-vs-robustness.png"
+        _scatter(points, out_dir / rel)
+        parts.append(_writer()._figure(rel, "Clean vs PGD accuracy; small dots: seeds, diamonds: means over seeds"))
+    mt = hist[hist["tau_adv"].notna()] if "tau_adv" in hist else hist.iloc[0:0]
+    if not mt.empty:
+        rel = f"figures/{study}-balances.png"
+        _trajectories(mt, out_dir / rel)
+        parts.append(_writer()._figure(rel, "MTARD's temperatures and loss weights per epoch (epoch mean of the per-batch "
+                                  f"values; per-batch series in MLflow); band: {BAND}"))
+    premise = _premise(df, teachers)
+    if premise:
+        parts.append("**Measured.** " + premise)
+    return "\n\n".join(parts)

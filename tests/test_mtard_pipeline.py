@@ -1,0 +1,89 @@
+"""MTARD study end to end on the smoke profile (session pipeline): outputs, MLflow
+series, the report section, and what reruns when a student's or teacher's settings change."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import edited, planned_jobs
+
+pytestmark = pytest.mark.slow
+
+METHODS = ["natural", "pgd_at", "ard", "mtard"]
+SEEDS = [0, 1]
+
+
+def test_every_student_writes_robustness_metrics(pipeline):
+    results = pipeline / "results" / "smoke"
+    for name in METHODS:
+        for seed in SEEDS:
+            record = json.loads((results / "mtard" / name / f"seed{seed}" / "metrics.json").read_text())
+            assert (record["study"], record["stage"], record["name"], record["seed"]) == ("mtard", "mtard", name, seed)
+            m = record["metrics"]
+            assert 0.0 <= m["test_pgd_acc"] <= m["test_clean_acc"] <= 1.0
+            assert m["test_clean_acc"] == pytest.approx(m["test_acc"])
+            assert m["test_weighted_robust_acc"] == pytest.approx((m["test_clean_acc"] + m["test_pgd_acc"]) / 2)
+            assert (pipeline / "checkpoints" / "smoke" / "mtard" / name / f"seed{seed}.pt").stat().st_size > 0
+    robust = json.loads((results / "teachers" / "mnist1d_convnet_pgd" / "seed0" / "metrics.json").read_text())
+    assert robust["method"] == "pgd_at" and "test_pgd_acc" in robust["metrics"]
+    history = (results / "mtard" / "mtard" / "seed0" / "history.csv").read_text().splitlines()
+    assert {"tau_adv", "tau_nat", "w_adv", "w_nat"} <= set(history[0].split(","))
+
+
+def test_report_has_the_mtard_section_and_claims(pipeline):
+    report = pipeline / "results" / "smoke" / "report"
+    readme = (report / "README.md").read_text()
+    assert "## MTARD" in readme and "weighted robust acc (%)" in readme and "robust teacher" in readme
+    assert (report / "figures" / "mtard-accuracy-vs-robustness.png").stat().st_size > 0
+    assert (report / "figures" / "mtard-balances.png").stat().st_size > 0
+    claims = {c["id"]: c for c in json.loads((report / "claims.json").read_text())}
+    for cid in ("mtard_weighted_robust_beats_ard", "mtard_weighted_robust_beats_pgd_at", "mtard_clean_beats_pgd_at"):
+        assert claims[cid]["n"] == len(SEEDS) and claims[cid]["verdict"] != "not run"
+
+
+def test_balances_are_mlflow_series(pipeline):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{pipeline / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("mtard").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == sorted(f"{n}/seed{s}" for n in METHODS for s in SEEDS)
+    run = next(r for r in runs if r.info.run_name == "mtard/seed1")
+    assert run.data.tags["method"] == "mtard" and run.data.params["method.nlb.step"] == "0.025"
+    points = client.get_metric_history(run.info.run_id, "batch_tau_nat")
+    assert len(points) >= 3 and len({p.step for p in points}) == len(points)  # every log_every batches
+    assert len(client.get_metric_history(run.info.run_id, "w_nat")) == 1  # one per epoch (1 epoch)
+
+
+def _mtard_jobs(jobs):
+    return {rule for rule in jobs if rule.startswith("mtard_")}
+
+
+def test_mtard_hyperparameter_reruns_only_the_mtard_student_and_the_report(pipeline):
+    with edited(pipeline / "config" / "config.yaml", "nlb: {enabled: true, step: 0.025",
+                "nlb: {enabled: false, step: 0.025"):
+        jobs = planned_jobs(pipeline)
+    assert _mtard_jobs(jobs) == {"mtard_mtard"} and jobs["report"] == 1
+    assert not any(rule.startswith("pretrain_") for rule in jobs) and "prepare_data" not in jobs
+
+
+def test_ard_hyperparameter_reruns_only_ard(pipeline):
+    with edited(pipeline / "config" / "config.yaml", "ard: {method: ard, alpha: 1.0", "ard: {method: ard, alpha: 0.9"):
+        jobs = planned_jobs(pipeline)
+    assert _mtard_jobs(jobs) == {"mtard_ard"} and not any(rule.startswith("pretrain_") for rule in jobs)
+
+
+def test_robust_teacher_change_reruns_it_and_its_students(pipeline):
+    with edited(pipeline / "config" / "config.yaml", "mnist1d_convnet_pgd: {seeds: [0, 1], model: {channels: [8, 16]}",
+                "mnist1d_convnet_pgd: {seeds: [0, 1], model: {channels: [8, 12]}"):
+        jobs = planned_jobs(pipeline)
+    assert {rule for rule in jobs if rule.startswith("pretrain_")} == {"pretrain_mnist1d_convnet_pgd"}
+    assert _mtard_jobs(jobs) == {"mtard_ard", "mtard_mtard"}
+
+
+def test_shared_training_setting_reruns_every_student(pipeline):
+    with edited(pipeline / "config" / "config.yaml", "attack: {steps: 1, step_size: 0.03}\n      eval_attack",
+                "attack: {steps: 2, step_size: 0.03}\n      eval_attack"):
+        jobs = planned_jobs(pipeline)
+    assert _mtard_jobs(jobs) == {f"mtard_{m}" for m in METHODS}
+    assert not any(rule.startswith("pretrain_") for rule in jobs)
