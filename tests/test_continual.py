@@ -177,8 +177,10 @@ def test_one_refresh_step_moves_weights_as_the_paper_says():
     before = {k: p.detach().clone() for k, p in model.named_parameters()}
     loss = nn.functional.cross_entropy(model(x), y)
     grads = dict(zip(before, torch.autograd.grad(loss, list(model.parameters()))))
-    state = learner.generator.get_state()
+    ref.before_task(learner, sc.tasks[0])
+    state, order = ref.generator.get_state(), learner.generator.get_state()
     ref.before_step(learner, x, y, t)
+    assert torch.equal(learner.generator.get_state(), order)  # batches and replay draws untouched
     g = torch.Generator().set_state(state)
     for k, p in model.named_parameters():
         D = 0.01 * grads[k]  # theta_copy - theta after one ascent step
@@ -190,7 +192,9 @@ def test_one_refresh_step_moves_weights_as_the_paper_says():
     model2 = build_model({"arch": "mlp", "hidden": [3]}, ds.input_shape, 2)
     learner.model = model2
     before_loss = nn.functional.cross_entropy(model2(x), y).item()
-    Refresh(delta=0.01, noise=0.0).before_step(learner, x, y, t)
+    plain = Refresh(delta=0.01, noise=0.0)
+    plain.before_task(learner, sc.tasks[0])
+    plain.before_step(learner, x, y, t)
     assert nn.functional.cross_entropy(model2(x), y).item() > before_loss
 
 

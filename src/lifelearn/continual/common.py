@@ -18,8 +18,9 @@ def parameters_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.named_parameters()}
 
 
-def task_train_sample(learner, task, n: int):
-    """Up to n samples of the task's train split (seeded by the learner) with task ids."""
-    idx = torch.randperm(len(task.y_train), generator=learner.generator)[:n]
+def task_train_sample(learner, task, n: int, generator: torch.Generator | None = None):
+    """Up to n samples of the task's train split with task ids (drawn with `generator`,
+    by default the learner's)."""
+    idx = torch.randperm(len(task.y_train), generator=generator or learner.generator)[:n]
     x, y = task.x_train[idx], task.y_train[idx]
     return x, y, learner.task_ids(task, len(y))

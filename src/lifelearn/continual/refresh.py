@@ -10,7 +10,9 @@ Per batch, before the base method's step:
  (4) the base method's normal step (relearn), done by the template.
 F is the diagonal Fisher (fisher.py), merged at each task end as F <- fisher_decay * F + F_new.
 Defaults are the paper's: ascent_lr 0.01, delta 1e-5, fisher_weight 0.001, noise 0.001,
-fisher_decay 1e-5.
+fisher_decay 1e-5. The noise and the Fisher sample come from the plug-in's own generator
+(seeded from the learner's seed), so a run with refresh sees the same batches and replay
+draws as the same seed without it: the paired comparison isolates the refresh step.
 """
 from __future__ import annotations
 
@@ -29,6 +31,11 @@ class Refresh(Plugin):
         self.ascent_lr, self.delta, self.fisher_weight = float(ascent_lr), float(delta), float(fisher_weight)
         self.noise, self.fisher_decay, self.fisher_samples = float(noise), float(fisher_decay), int(fisher_samples)
         self.fisher: dict | None = None
+        self.generator: torch.Generator | None = None
+
+    def before_task(self, learner, task):
+        if self.generator is None:
+            self.generator = torch.Generator().manual_seed(learner.seed + 104729)
 
     def unlearn(self, learner, x, y, t) -> None:
         """Steps (1)-(3) on `learner.model` in place."""
@@ -41,7 +48,7 @@ class Refresh(Plugin):
                     continue
                 D = self.ascent_lr * g
                 u = (p.norm() / (D.norm() + 1e-20)) * D
-                xi = torch.randn(p.shape, generator=learner.generator)
+                xi = torch.randn(p.shape, generator=self.generator)
                 F = self.fisher[name] if self.fisher is not None else torch.zeros_like(p)
                 p.add_(self.delta / (1 + self.fisher_weight * F) * (u + self.noise * xi))
 
@@ -49,6 +56,6 @@ class Refresh(Plugin):
         self.unlearn(learner, x, y, t)
 
     def after_task(self, learner, task):
-        x, y, t = task_train_sample(learner, task, self.fisher_samples)
+        x, y, t = task_train_sample(learner, task, self.fisher_samples, self.generator)
         new = diagonal_fisher(learner.model, x, y, learner.scenario.masks[t])
         self.fisher = new if self.fisher is None else {k: self.fisher_decay * self.fisher[k] + new[k] for k in new}

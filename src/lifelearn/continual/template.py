@@ -58,7 +58,7 @@ class ContinualLearner:
                  train_cfg: dict, seed: int, evaluator=None):
         self.model, self.scenario, self.plugins = model, scenario, list(plugins)
         self.cfg, self.evaluator = train_cfg, evaluator
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed, self.generator = seed, torch.Generator().manual_seed(seed)
         self.iteration, self.current_task, self.train_seconds = 0, -1, 0.0
         self.seen_classes: list[int] = []
         providers = [p for p in self.plugins if type(p).batch_loss is not Plugin.batch_loss]

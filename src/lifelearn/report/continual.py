@@ -27,6 +27,16 @@ FORMULAS = (
 )
 
 
+PRETRAINED_NOTE = (
+    "What \"pretrained\" means here: a setting with init `teacher:<name>` starts from that "
+    "teacher's checkpoint of the same seed (stage `teachers`) with its classifier head re-initialised. "
+    "On the embedded data (default profile) the digits teacher was trained on the whole digits train "
+    "split, i.e. on the very classes the stream later presents; its features therefore fit every "
+    "task, which is a stronger (leakier) start than the papers' ImageNet -> CIFAR-100 transfer. The "
+    "paper profile starts the Split-CIFAR-100 stream from a CIFAR-10 teacher, a disjoint source."
+)
+
+
 def _setting_of(config: dict, name: str) -> str:
     runs = (config.get("continual") or {}).get("runs") or {}
     return runs.get(name, {}).get("setting", "unknown")
@@ -109,6 +119,8 @@ def continual_section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, confi
                 for name, g in sub.groupby("name", sort=True)]
         groups = {name: sorted(g["result_dir"]) for name, g in sub.groupby("name", sort=True)}
         parts += [f"### Setting `{setting}`", _describe(config, setting), md_table(header, rows)]
+        if "teacher:" in _describe(config, setting):
+            parts.append(PRETRAINED_NOTE)
         rel = f"figures/{study}-{setting}-accuracy-matrix.png"
         heatmaps(groups, out_dir / rel)
         parts.append(_figure(rel, "Mean accuracy matrix R[i, j] (%) over seeds per run"))
