@@ -1,0 +1,135 @@
+"""The continual stage: one configuration (scenario + start + strategies) over its seeds
+in one process (DESIGN: imports cost seconds per process). Each seed is its own MLflow
+run (experiment `continual`) and writes, atomically, under its own directory:
+
+    metrics.json          the run record (runner.run_seed's shape) with ACC, forgetting, ...
+    history.csv           one row per finished task ("epoch" = task index): R[i, :]
+    stream.csv            the raw continual-evaluation stream
+                          (iteration, current_task, eval_task, accuracy, loss)
+    accuracy_matrix.json  R[i, j] and the loss matrix, plus each task's classes
+
+Per-task stream accuracy goes to MLflow as series `stream_acc_task<j>` with the
+iteration as step (MlflowClient.log_batch in chunks), the accuracy matrix rows as
+`acc_task<j>` with the task index as step.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lifelearn.continual.evaluation import ContinualEvaluator
+from lifelearn.continual.scenarios import build_scenario
+from lifelearn.continual.strategies import build_plugins
+from lifelearn.continual.template import ContinualLearner
+from lifelearn.data import load_dataset
+from lifelearn.io import atomic_path, md5_tree, write_json
+from lifelearn.models import build_model
+from lifelearn.models.checkpoint import load_model
+from lifelearn.tracking import RunContext, tracked_run
+
+STUDY, STAGE = "continual", "continual"
+LOG_CHUNK = 1000  # metrics per MlflowClient.log_batch call (MLflow's limit)
+
+
+@dataclass(frozen=True)
+class ContinualOutputs:
+    metrics: Path
+    history: Path
+    stream: Path
+    matrix: Path
+
+    @classmethod
+    def in_dir(cls, d: Path) -> "ContinualOutputs":
+        d = Path(d)
+        return cls(d / "metrics.json", d / "history.csv", d / "stream.csv", d / "accuracy_matrix.json")
+
+
+def init_model(cfg: dict, ds, seed: int, teacher_dir: Path | None):
+    """`init: scratch` builds cfg.model; `init: teacher:<name>` loads that teacher's seed
+    checkpoint (seed k uses teacher seed k) and, with reset_head (or when the teacher's
+    classes differ from the stream's), re-initialises its head."""
+    init = cfg.get("init", "scratch")
+    if init == "scratch":
+        return build_model(cfg["model"], ds.input_shape, ds.num_classes, ds.mean, ds.std), cfg["model"]["arch"]
+    kind, _, name = init.partition(":")
+    if kind != "teacher" or not name or teacher_dir is None:
+        raise ValueError(f"init must be 'scratch' or 'teacher:<name>', got {init!r}")
+    model = load_model(Path(teacher_dir) / f"seed{seed}.pt")
+    if model.head.out_features != ds.num_classes:  # a source with other classes: a new head
+        model.head = torch.nn.Linear(model.head.in_features, ds.num_classes)
+    elif cfg.get("reset_head", True):
+        model.head.reset_parameters()
+    return model, type(model).__name__.lower()
+
+
+def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
+    with atomic_path(path, suffix=".csv") as tmp:
+        pd.DataFrame(rows, columns=columns).to_csv(tmp, index=False, float_format="%.6g")
+
+
+def log_stream(run, rows: list[dict], R: np.ndarray) -> None:
+    """Per-task stream accuracy (step = iteration) and matrix rows (step = task), batched."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(f"stream_acc_task{r['eval_task']}", r["accuracy"], now, r["iteration"]) for r in rows]
+    metrics += [Metric(f"acc_task{j}", float(R[i, j]), now, i) for i in range(R.shape[0]) for j in range(R.shape[1])]
+    client = MlflowClient(tracking_uri=run.tracking_uri)
+    for i in range(0, len(metrics), LOG_CHUNK):
+        client.log_batch(run.run_id, metrics=metrics[i:i + LOG_CHUNK])
+
+
+def run_continual_seed(name: str, cfg: dict, ds, data_dir: Path, seed: int, out: ContinualOutputs,
+                       ctx: RunContext, teacher_dir: Path | None = None) -> dict:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    scenario = build_scenario(ds, cfg["scenario"], cfg["n_tasks"], seed)
+    model, arch = init_model(cfg, ds, seed, teacher_dir)
+    plugins = build_plugins(cfg["strategies"], cfg.get("refresh", False), cfg.get("refresh_params"))
+    ev = cfg.get("eval", {})
+    evaluator = ContinualEvaluator(scenario, ev.get("every", 1), ev.get("subset", 1000), seed)
+    learner = ContinualLearner(model, scenario, plugins, cfg["train"], seed, evaluator)
+    method = "+".join(list(cfg["strategies"]) + (["refresh"] if cfg.get("refresh") else []))
+    tags = {"stage": STAGE, "method": method, "name": name, "dataset": ds.name, "model": arch,
+            "seed": seed, "dataset_md5": md5_tree(data_dir), "scenario": cfg["scenario"], "init": cfg.get("init", "scratch")}
+    with tracked_run(ctx, STUDY, f"{name}/seed{seed}", tags, {**cfg, "seed": seed}) as run:
+        start = time.perf_counter()
+        learner.fit()
+        wall = time.perf_counter() - start
+        R = evaluator.R
+        metrics = evaluator.metrics() | {
+            "iterations": learner.iteration, "train_seconds": round(learner.train_seconds, 4),
+            "eval_seconds": round(evaluator.seconds, 4), "wall_seconds": round(wall, 4),
+            "steps_per_second": round(learner.iteration / max(learner.train_seconds, 1e-9), 1)}
+        record = {"study": STUDY, "stage": STAGE, "name": name, "method": method, "seed": seed,
+                  "dataset": ds.name, "model": arch, "run_id": run.run_id, "git_commit": ctx.git_commit,
+                  "scenario": cfg["scenario"], "setting": cfg.get("setting", ""), "metrics": metrics}
+        T = scenario.n_tasks
+        _write_csv(out.stream, evaluator.rows, ["iteration", "current_task", "eval_task", "accuracy", "loss"])
+        _write_csv(out.history, [{"epoch": i, "avg_seen_acc": float(R[i, :i + 1].mean()),
+                                  **{f"acc_task{j}": float(R[i, j]) for j in range(T)}} for i in range(T)],
+                   ["epoch", "avg_seen_acc", *[f"acc_task{j}" for j in range(T)]])
+        write_json(out.matrix, {"accuracy": R.tolist(), "loss": evaluator.L.tolist(),
+                                "classes": [list(t.classes) for t in scenario.tasks]})
+        write_json(out.metrics, record)
+        log_stream(run, evaluator.rows, R)
+        run.log_metrics(metrics)
+        for path in (out.metrics, out.matrix, out.stream):
+            run.log_artifact(path)
+    return record
+
+
+def run_continual(name: str, cfg: dict, data_dir: Path, out_dirs: list[Path], ctx: RunContext,
+                  teacher_dir: Path | None = None, threads: int = 1) -> list[dict]:
+    """Every seed of configuration `name` (cfg["seeds"], paired with `out_dirs`)."""
+    torch.set_num_threads(threads)  # CPU kernels used here are deterministic; not calling
+    # torch.use_deterministic_algorithms, whose import of torch._inductor costs ~3 s a job
+    ds = load_dataset(data_dir)
+    return [run_continual_seed(name, cfg, ds, Path(data_dir), seed, ContinualOutputs.in_dir(d), ctx, teacher_dir)
+            for seed, d in zip(cfg["seeds"], out_dirs)]

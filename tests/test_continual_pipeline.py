@@ -1,0 +1,49 @@
+"""End to end: the continual study inside the session's smoke pipeline, and what reruns
+when one strategy's hyper-parameter changes."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import edited, planned_jobs
+
+pytestmark = pytest.mark.slow
+
+
+def test_continual_runs_write_stream_matrix_metrics_and_mlflow_series(pipeline):
+    from mlflow import MlflowClient
+
+    root = pipeline / "results" / "smoke" / "continual"
+    names = {p.name for p in root.iterdir()}
+    assert {"ci_er", "ci_er_refresh", "online_er_m100", "online_uer_m100", "pt_lwf_l2", "pt_lwf_ewc"} <= names
+    seed_dir = root / "online_uer_m100" / "seed2"
+    record = json.loads((seed_dir / "metrics.json").read_text())
+    assert record["stage"] == "continual" and record["method"] == "uer" and record["seed"] == 2
+    m = record["metrics"]
+    assert 0.0 <= m["avg_acc"] <= 1.0 and -1.0 <= m["forgetting"] <= 1.0 and m["iterations"] > 0
+    matrix = json.loads((seed_dir / "accuracy_matrix.json").read_text())
+    assert len(matrix["accuracy"]) == 5 and all(len(r) == 5 for r in matrix["accuracy"])
+    stream = pd.read_csv(seed_dir / "stream.csv")
+    assert list(stream.columns) == ["iteration", "current_task", "eval_task", "accuracy", "loss"]
+    assert stream["iteration"].max() == m["iterations"]  # online setting evaluates every iteration
+    assert (stream["eval_task"] <= stream["current_task"]).all()
+    client = MlflowClient(tracking_uri=f"sqlite:///{pipeline / 'mlflow.db'}")
+    series = client.get_metric_history(record["run_id"], "stream_acc_task0")
+    assert len(series) == int((stream["eval_task"] == 0).sum())
+    assert sorted(p.step for p in series) == sorted(stream.loc[stream["eval_task"] == 0, "iteration"])
+    assert client.get_run(record["run_id"]).info.status == "FINISHED"
+    pt = json.loads((root / "pt_lwf_l2" / "seed0" / "metrics.json").read_text())
+    assert pt["model"] == "convnet"  # started from the digits_convnet teacher
+    readme = (pipeline / "results" / "smoke" / "report" / "README.md").read_text()
+    assert "## Continual fine-tuning" in readme and "uer_beats_er_online_m100" in readme
+    assert (pipeline / "results" / "smoke" / "report" / "figures" / "continual-online_ci-stream.png").exists()
+
+
+def test_strategy_hyperparameter_reruns_only_that_run_and_the_report(pipeline):
+    config = pipeline / "config" / "config.yaml"
+    with edited(config, "ci_er: {setting: class_il, strategies: {er: {buffer: 200,",
+                "ci_er: {setting: class_il, strategies: {er: {buffer: 150,"):
+        jobs = planned_jobs(pipeline)
+    assert jobs == {"continual_ci_er": 1, "report": 1, "all": 1}

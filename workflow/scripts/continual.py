@@ -1,0 +1,12 @@
+"""Glue: run one continual configuration over its seeds."""
+from pathlib import Path
+
+from lifelearn.continual.stage import run_continual
+from lifelearn.tracking import RunContext
+
+prov = snakemake.config["_provenance"]
+ctx = RunContext(prov["tracking_uri"], prov["profile"], prov["git_commit"], prov["data_version"])
+teacher = snakemake.input.get("teacher", [])
+run_continual(snakemake.params.name, snakemake.params.run, Path(snakemake.input.data[0]).parent,
+              [Path(m).parent for m in snakemake.output.metrics], ctx,
+              teacher_dir=Path(teacher[0]).parent if teacher else None, threads=snakemake.threads)
