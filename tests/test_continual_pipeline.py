@@ -47,3 +47,31 @@ def test_strategy_hyperparameter_reruns_only_that_run_and_the_report(pipeline):
                 "ci_er: {setting: class_il, strategies: {er: {buffer: 150,"):
         jobs = planned_jobs(pipeline)
     assert jobs == {"continual_ci_er": 1, "report": 1, "all": 1}
+
+
+def test_a_distilled_student_is_fine_tuned_on_a_domain_incremental_stream(pipeline):
+    """pretrain -> distil (MTARD) -> continual: the stream starts from the student's weights."""
+    import torch
+
+    from lifelearn.models.checkpoint import load_model
+
+    record = json.loads((pipeline / "results" / "smoke" / "continual" / "di_student_finetune" / "seed1"
+                         / "metrics.json").read_text())
+    assert record["scenario"] == "domain_incremental" and record["model"] == "convnet"
+    from mlflow import MlflowClient
+
+    tags = MlflowClient(tracking_uri=f"sqlite:///{pipeline / 'mlflow.db'}").get_run(record["run_id"]).data.tags
+    assert tags["init"] == "student:mtard/mtard"
+    student = load_model(pipeline / "checkpoints" / "smoke" / "mtard" / "mtard" / "seed1.pt")
+    assert student.head.out_features == 10 and isinstance(student.head, torch.nn.Linear)
+    matrix = json.loads((pipeline / "results" / "smoke" / "continual" / "di_student_finetune" / "seed1"
+                         / "accuracy_matrix.json").read_text())
+    assert len(matrix["accuracy"]) == 3  # three permutations of MNIST-1D
+
+
+def test_distilled_student_change_reruns_the_stream_built_on_it(pipeline):
+    config = pipeline / "config" / "config.yaml"
+    with edited(config, "student: {channels: [4]}", "student: {channels: [6]}"):
+        jobs = planned_jobs(pipeline)
+    assert {"mtard_mtard", "continual_di_student_finetune", "report"} <= set(jobs)
+    assert not any(rule.startswith("continual_") and rule != "continual_di_student_finetune" for rule in jobs)

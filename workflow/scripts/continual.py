@@ -6,7 +6,7 @@ from lifelearn.tracking import RunContext
 
 prov = snakemake.config["_provenance"]
 ctx = RunContext(prov["tracking_uri"], prov["profile"], prov["git_commit"], prov["data_version"])
-teacher = snakemake.input.get("teacher", [])
+init = snakemake.input.get("init", [])
 run_continual(snakemake.params.name, snakemake.params.run, Path(snakemake.input.data[0]).parent,
               [Path(m).parent for m in snakemake.output.metrics], ctx,
-              teacher_dir=Path(teacher[0]).parent if teacher else None, threads=snakemake.threads)
+              init_dir=Path(init[0]).parent if init else None, threads=snakemake.threads)

@@ -23,6 +23,14 @@ def resolved_runs(config: dict) -> dict[str, dict]:
     return {name: resolve_run(config, name) for name in sorted((config.get("continual") or {}).get("runs") or {})}
 
 
-def teacher_name(cfg: dict) -> str | None:
+def init_checkpoint_dir(cfg: dict, checkpoints_root: str) -> str | None:
+    """Where the starting checkpoints live (seed k: `<dir>/seed<k>.pt`), None from scratch:
+    `teacher:<name>` -> <root>/teachers/<name>; `student:<study>/<name>` -> <root>/<study>/<name>
+    (a distilled student: the pretraining -> distillation -> continual chain)."""
     init = cfg.get("init", "scratch")
-    return init.split(":", 1)[1] if init.startswith("teacher:") else None
+    kind, _, name = init.partition(":")
+    if kind == "teacher":
+        return f"{checkpoints_root}/teachers/{name}"
+    if kind == "student":
+        return f"{checkpoints_root}/{name}"
+    return None

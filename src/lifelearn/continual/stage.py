@@ -49,17 +49,17 @@ class ContinualOutputs:
         return cls(d / "metrics.json", d / "history.csv", d / "stream.csv", d / "accuracy_matrix.json")
 
 
-def init_model(cfg: dict, ds, seed: int, teacher_dir: Path | None):
-    """`init: scratch` builds cfg.model; `init: teacher:<name>` loads that teacher's seed
-    checkpoint (seed k uses teacher seed k) and, with reset_head (or when the teacher's
-    classes differ from the stream's), re-initialises its head."""
+def init_model(cfg: dict, ds, seed: int, init_dir: Path | None):
+    """`init: scratch` builds cfg.model; `init: teacher:<name>` or
+    `student:<study>/<name>` loads that checkpoint's seed (seed k uses seed k) and, with
+    reset_head (or when its classes differ from the stream's), re-initialises its head."""
     init = cfg.get("init", "scratch")
     if init == "scratch":
         return build_model(cfg["model"], ds.input_shape, ds.num_classes, ds.mean, ds.std), cfg["model"]["arch"]
     kind, _, name = init.partition(":")
-    if kind != "teacher" or not name or teacher_dir is None:
-        raise ValueError(f"init must be 'scratch' or 'teacher:<name>', got {init!r}")
-    model = load_model(Path(teacher_dir) / f"seed{seed}.pt")
+    if kind not in ("teacher", "student") or not name or init_dir is None:
+        raise ValueError(f"init must be 'scratch', 'teacher:<name>' or 'student:<study>/<name>', got {init!r}")
+    model = load_model(Path(init_dir) / f"seed{seed}.pt")
     if model.head.out_features != ds.num_classes:  # a source with other classes: a new head
         model.head = torch.nn.Linear(model.head.in_features, ds.num_classes)
     elif cfg.get("reset_head", True):
@@ -86,11 +86,11 @@ def log_stream(run, rows: list[dict], R: np.ndarray) -> None:
 
 
 def run_continual_seed(name: str, cfg: dict, ds, data_dir: Path, seed: int, out: ContinualOutputs,
-                       ctx: RunContext, teacher_dir: Path | None = None) -> dict:
+                       ctx: RunContext, init_dir: Path | None = None) -> dict:
     torch.manual_seed(seed)
     np.random.seed(seed)
     scenario = build_scenario(ds, cfg["scenario"], cfg["n_tasks"], seed)
-    model, arch = init_model(cfg, ds, seed, teacher_dir)
+    model, arch = init_model(cfg, ds, seed, init_dir)
     plugins = build_plugins(cfg["strategies"], cfg.get("refresh", False), cfg.get("refresh_params"))
     ev = cfg.get("eval", {})
     evaluator = ContinualEvaluator(scenario, ev.get("every", 1), ev.get("subset", 1000), seed)
@@ -126,10 +126,10 @@ def run_continual_seed(name: str, cfg: dict, ds, data_dir: Path, seed: int, out:
 
 
 def run_continual(name: str, cfg: dict, data_dir: Path, out_dirs: list[Path], ctx: RunContext,
-                  teacher_dir: Path | None = None, threads: int = 1) -> list[dict]:
+                  init_dir: Path | None = None, threads: int = 1) -> list[dict]:
     """Every seed of configuration `name` (cfg["seeds"], paired with `out_dirs`)."""
     torch.set_num_threads(threads)  # CPU kernels used here are deterministic; not calling
     # torch.use_deterministic_algorithms, whose import of torch._inductor costs ~3 s a job
     ds = load_dataset(data_dir)
-    return [run_continual_seed(name, cfg, ds, Path(data_dir), seed, ContinualOutputs.in_dir(d), ctx, teacher_dir)
+    return [run_continual_seed(name, cfg, ds, Path(data_dir), seed, ContinualOutputs.in_dir(d), ctx, init_dir)
             for seed, d in zip(cfg["seeds"], out_dirs)]
