@@ -66,7 +66,7 @@ def test_tgeo_hyperparameter_reruns_only_tgeo_and_the_report(pipeline):
 
 def test_kd_hyperparameter_reruns_only_kd_and_the_report(pipeline):
     config = pipeline / "config" / "config.yaml"
-    with edited(config, "kd: {alpha: 0.9, tau: 4.0}", "kd: {alpha: 0.8, tau: 4.0}"):
+    with edited(config, "kd: {alpha: 0.5, tau: 4.0}", "kd: {alpha: 0.6, tau: 4.0}"):
         assert planned_jobs(pipeline) == {"tgeo_kd_kd": 1, "report": 1, "all": 1}
 
 
