@@ -67,8 +67,8 @@ def teacher_class_means(teacher: nn.Module, x: torch.Tensor, y: torch.Tensor, nu
     """T_bar: (C, C), row c = mean softmax(teacher(x)/tau) over the samples of class c
     (pass the TRAINING split only). A class without samples gets the uniform row."""
     probs = torch.cat([F.softmax(teacher(x[i:i + batch_size]) / tau, dim=1) for i in range(0, len(y), batch_size)])
-    sums = torch.zeros(num_classes, num_classes, dtype=probs.dtype, device=probs.device).index_add_(0, y, probs)
-    counts = torch.bincount(y, minlength=num_classes).to(probs.dtype)[:, None]
+    onehot = F.one_hot(y, num_classes).to(probs.dtype)  # a matmul: deterministic on every device
+    sums, counts = onehot.T @ probs, onehot.sum(0)[:, None]
     return torch.where(counts > 0, sums / counts.clamp_min(1), torch.full_like(sums, 1.0 / num_classes))
 
 
