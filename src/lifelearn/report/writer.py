@@ -18,6 +18,7 @@ from lifelearn.report.continual import continual_section
 from lifelearn.report.figures import BAND, learning_curves, metric_by_method
 from lifelearn.report.mtard import mtard_section
 from lifelearn.report.results import ID_COLUMNS, load_histories, load_results
+from lifelearn.report.tgeo_kd import tgeo_kd_section
 
 Section = Callable[[pd.DataFrame, pd.DataFrame, Path, dict], str]
 DATA_DIFFERS = ("regenerated data differs from the version recorded in data.dvc; "
@@ -96,7 +97,7 @@ def generic_section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config:
     return "\n\n".join(p for p in parts if p)
 
 
-SECTIONS: dict[str, Section] = {"pretrain": teachers_section, "mtard": mtard_section, "continual": continual_section}
+SECTIONS: dict[str, Section] = {"pretrain": teachers_section, "mtard": mtard_section, "continual": continual_section, "tgeo_kd": tgeo_kd_section}
 
 
 def claims_section(claims: list[dict]) -> str:

@@ -1,0 +1,78 @@
+"""End to end: the tgeo_kd study in the smoke pipeline, its MLflow runs and report,
+and what reruns when one of its hyper-parameters changes."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import edited, planned_jobs
+
+pytestmark = pytest.mark.slow
+
+METHODS = ["ce", "kd", "anl", "ada", "wls", "tgeo"]
+SEEDS = [0, 1]
+
+
+def test_every_method_and_seed_writes_its_outputs(pipeline):
+    results = pipeline / "results" / "smoke" / "tgeo_kd"
+    for method in METHODS:
+        for seed in SEEDS:
+            record = json.loads((results / method / f"seed{seed}" / "metrics.json").read_text())
+            assert (record["study"], record["stage"], record["name"], record["seed"]) == ("tgeo_kd", "tgeo_kd", method, seed)
+            m = record["metrics"]
+            assert 0.0 <= m["test_acc"] <= 1.0 and 0.0 <= m["alpha_test_teacher_correct"] <= 1.0
+            assert m["teacher_test_wrong"] >= 0
+            history = pd.read_csv(results / method / f"seed{seed}" / "history.csv")
+            assert len(history) == 2 and history["alpha_mean"].between(0, 1).all()
+            assert (history["alpha_q10"] <= history["alpha_q90"]).all()
+            assert (pipeline / "checkpoints" / "smoke" / "tgeo_kd" / method / f"seed{seed}.pt").stat().st_size > 0
+    ce = pd.read_csv(results / "ce" / "seed0" / "history.csv")
+    assert (ce["alpha_mean"] == 0).all()
+    tgeo = pd.read_csv(results / "tgeo" / "seed0" / "history.csv")
+    assert tgeo["fusion_val_loss"].notna().all() and (tgeo["alpha_std"] > 0).all()
+
+
+def test_report_has_the_section_figures_and_claims(pipeline):
+    report = pipeline / "results" / "smoke" / "report"
+    readme = (report / "README.md").read_text()
+    assert "## TGeo-KD: sample-wise fusion ratios" in readme
+    for claim in ("tgeo_beats_kd", "tgeo_beats_anl", "tgeo_beats_ada", "tgeo_beats_wls", "kd_beats_ce"):
+        assert claim in readme
+    claims = {c["id"]: c for c in json.loads((report / "claims.json").read_text())}
+    assert claims["tgeo_beats_kd"]["n"] == len(SEEDS) and claims["kd_beats_ce"]["verdict"] != "not run"
+    for stem in ("tgeo_kd-test_acc", "tgeo_kd-alpha-vs-teacher-correctness", "tgeo_kd-alpha-per-epoch"):
+        assert (report / "figures" / f"{stem}.png").stat().st_size > 0
+
+
+def test_mlflow_runs_carry_the_alpha_distribution(pipeline):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{pipeline / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("tgeo_kd").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == sorted(f"{m}/seed{s}" for m in METHODS for s in SEEDS)
+    tgeo = next(r for r in runs if r.info.run_name == "tgeo/seed1")
+    assert tgeo.data.params["method_cfg.fusion_hidden"] == "16" and tgeo.data.tags["stage"] == "tgeo_kd"
+    for metric in ("alpha_mean", "alpha_std", "alpha_q25", "alpha_q75", "fusion_val_loss"):
+        assert len(client.get_metric_history(tgeo.info.run_id, metric)) == 2  # one point per epoch
+
+
+def test_tgeo_hyperparameter_reruns_only_tgeo_and_the_report(pipeline):
+    config = pipeline / "config" / "config.yaml"
+    with edited(config, "methods: {tgeo: {fusion_hidden: 16}}", "methods: {tgeo: {fusion_hidden: 8}}"):
+        assert planned_jobs(pipeline) == {"tgeo_kd_tgeo": 1, "report": 1, "all": 1}
+
+
+def test_kd_hyperparameter_reruns_only_kd_and_the_report(pipeline):
+    config = pipeline / "config" / "config.yaml"
+    with edited(config, "kd: {alpha: 0.9, tau: 4.0}", "kd: {alpha: 0.8, tau: 4.0}"):
+        assert planned_jobs(pipeline) == {"tgeo_kd_kd": 1, "report": 1, "all": 1}
+
+
+def test_shared_student_setting_reruns_every_method(pipeline):
+    config = pipeline / "config" / "config.yaml"
+    with edited(config, "student: {hidden: [16]}", "student: {hidden: [12]}"):
+        jobs = planned_jobs(pipeline)
+    assert {r for r in jobs if r.startswith("tgeo_kd_")} == {f"tgeo_kd_{m}" for m in METHODS}
+    assert not any(r.startswith("pretrain_") for r in jobs)
