@@ -29,6 +29,16 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
+@pytest.fixture(autouse=True)
+def isolated_mlflow_env(monkeypatch):
+    """Each test starts without MLflow's tracking variables and leaves none behind
+    (Lightning's MLFlowLogger calls mlflow.set_tracking_uri, which exports
+    MLFLOW_TRACKING_URI to every later subprocess of the test session)."""
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.setenv(name, "")  # records the original state, restored at teardown
+        monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def workflow_copy(tmp_path) -> Path:
     return copy_workflow(tmp_path / "repo")
