@@ -36,6 +36,7 @@ onstart:
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/dataset_distillation.smk"
 include: "workflow/rules/report.smk"  # last: consumes REPORT_INPUTS
 
 

@@ -14,6 +14,7 @@ import yaml
 
 from lifelearn.io import read_json, write_json, write_text
 from lifelearn.report.claims import VERDICT_RULE, evaluate_claims
+from lifelearn.report.dataset_distillation import dataset_distillation_section
 from lifelearn.report.figures import BAND, learning_curves, metric_by_method
 from lifelearn.report.results import ID_COLUMNS, load_histories, load_results
 
@@ -94,7 +95,7 @@ def generic_section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config:
     return "\n\n".join(p for p in parts if p)
 
 
-SECTIONS: dict[str, Section] = {"pretrain": teachers_section}
+SECTIONS: dict[str, Section] = {"pretrain": teachers_section, "dataset_distillation": dataset_distillation_section}
 
 
 def claims_section(claims: list[dict]) -> str:
