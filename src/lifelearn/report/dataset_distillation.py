@@ -145,7 +145,7 @@ def dataset_distillation_section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: 
         f"({ev.get('train', {}).get('epochs', '?')} epochs, SGD with the set's step size); the accuracy is the "
         "test accuracy of the **last epoch** (no selection on test), averaged over the networks of a seed; "
         "table: mean ± std over seeds (ddof=1). `random`: a random real subset of the same size, trained with the "
-        "experts' learning rate; `mtt`: plain MTT (all switches off, plain experts); other methods: "
+        "experts' learning rate; trajectory matching methods (`mtt` = plain MTT: plain experts, all switches off): "
         + "; ".join(f"`{m}`: experts `{c['experts']}`, on: "
                     + (", ".join(k for k in sorted(c) if k != "experts" and c[k]) or "none")
                     for m, c in sorted(cfg.get("methods", {}).items())) + ".",
