@@ -84,8 +84,8 @@ def synthetic_figure(df: pd.DataFrame, out_dir: Path, ipc: int) -> str:
     sub = df[df["name"].map(_ipc) == ipc]
     names = sorted(sub["name"].unique())
     seed = int(sub["seed"].min())
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2 * max(1, min(ipc, 10)) / 3 + 1.0),
-                             squeeze=False)
+    aspect = min(ipc, 10) / 10  # grid height / width for 10 classes, as drawn
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2 * aspect + 0.9), squeeze=False)
     for ax, name in zip(axes[0], names):
         row = sub[(sub["name"] == name) & (sub["seed"] == seed)].iloc[0]
         syn = Path(read_json(Path(row["result_dir"]) / "metrics.json")["synthetic_set"])
