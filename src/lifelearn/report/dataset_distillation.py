@@ -42,15 +42,18 @@ def _method(name: str) -> str:
     return name.rsplit("_ipc", 1)[0]
 
 
-def accuracy_table(df: pd.DataFrame) -> str:
+def accuracy_table(df: pd.DataFrame, initial_lr: float | None = None) -> str:
+    """Test accuracy per IPC and method; the step size each set is trained with, and its
+    ratio to the initial one (the experts' learning rate) when known."""
     rows = []
     for name, g in sorted(df.groupby("name"), key=lambda kv: (_ipc(kv[0]), kv[0])):
         nets = g["test_acc_std_networks"] if "test_acc_std_networks" in g else pd.Series(dtype=float)
         rows.append([_ipc(name), _method(name), len(g), int(g["networks"].iloc[0]) if "networks" in g else "",
                      mean_std(g["test_acc"], 100), mean_std(nets, 100),
-                     mean_std(g["syn_lr"], fmt="{:.4f}") if "syn_lr" in g else "n/a"])
+                     mean_std(g["syn_lr"], fmt="{:.4f}") if "syn_lr" in g else "n/a",
+                     mean_std(g["syn_lr"] / initial_lr, fmt="{:.3f}") if "syn_lr" in g and initial_lr else "n/a"])
     return md_table(["IPC", "method", "seeds", "networks / seed", "test acc (%)",
-                     "std over networks (%)", "step size"], rows)
+                     "std over networks (%)", "step size", "step size / initial"], rows)
 
 
 def experts_table(root: Path) -> str:
@@ -149,7 +152,10 @@ def dataset_distillation_section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: 
         + "; ".join(f"`{m}`: experts `{c['experts']}`, on: "
                     + (", ".join(k for k in sorted(c) if k != "experts" and c[k]) or "none")
                     for m, c in sorted(cfg.get("methods", {}).items())) + ".",
-        accuracy_table(df),
+        accuracy_table(df, cfg.get("experts", {}).get("train", {}).get("lr")),
+        "The step size is learned with the images (initial value: the experts' learning rate) and is the "
+        "learning rate every evaluation network is trained with; a set whose step size collapsed during "
+        "distillation (ratio far below 1) trains its networks too little in the evaluation budget.",
     ]
     experts = experts_table(root)
     if experts:
