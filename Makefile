@@ -30,6 +30,10 @@ report-html: setup
 benchmark: setup
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/noop_rerun.py
+	$(BIN)/python benchmarks/dataset_distillation_speed.py
+	$(BIN)/python benchmarks/mtard_epoch_cost.py
+	$(BIN)/python benchmarks/tgeo_kd_epoch_cost.py
+	$(BIN)/python benchmarks/continual_cost.py
 
 # Version data/ and this profile's checkpoints with DVC and push them to the default remote.
 push: setup

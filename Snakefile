@@ -39,6 +39,7 @@ include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/mtard.smk"
 include: "workflow/rules/continual.smk"
 include: "workflow/rules/tgeo_kd.smk"
+include: "workflow/rules/dataset_distillation.smk"
 include: "workflow/rules/report.smk"  # last: consumes REPORT_INPUTS
 
 

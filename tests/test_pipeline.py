@@ -104,7 +104,7 @@ def test_claim_change_reruns_only_the_report(pipeline):
 
 
 def test_unrelated_config_section_reruns_nothing(pipeline):
-    with edited(pipeline / "config" / "config.yaml", "train: {epochs: 200,", "train: {epochs: 300,"):
+    with edited(pipeline / "config" / "config.yaml", "train: {epochs: 200, batch_size: 128,", "train: {epochs: 300, batch_size: 128,"):
         assert planned_jobs(pipeline) == {}
 
 

@@ -1,8 +1,12 @@
 """Small ConvNet for 1-D (C, L) or 2-D (C, H, W) inputs.
 
-Blocks of conv(k=3) -> BatchNorm -> ReLU -> max-pool(2) with the given channel widths
+Blocks of conv(k=3) -> norm -> ReLU -> max-pool(2) with the given channel widths
 (pooling skipped once the spatial size is 1), then global average pooling and a
-linear head.
+linear head. `norm` is "batch" (BatchNorm, the default), "instance" (per-sample,
+per-channel normalisation with an affine transform: GroupNorm with one group per
+channel, the "instancenorm" ConvNet of MTT, Cazenavette et al. 2022) or "none";
+the last two keep no running statistics, so the network is a pure function of its
+parameters (what unrolled, functional training needs).
 """
 from __future__ import annotations
 
@@ -10,20 +14,33 @@ from torch import nn
 
 from lifelearn.models.base import Backbone
 
+NORMS = ("batch", "instance", "none")
+
+
+def _norm_layer(kind: str, dims: int, channels: int) -> nn.Module:
+    if kind == "batch":
+        return (nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d)(channels)
+    if kind == "instance":
+        return nn.GroupNorm(channels, channels, affine=True)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown convnet norm {kind!r}; allowed: {', '.join(NORMS)}")
+
 
 class ConvNet(Backbone):
-    def __init__(self, input_shape, num_classes, channels=(32, 64), mean=None, std=None):
+    def __init__(self, input_shape, num_classes, channels=(32, 64), norm="batch", mean=None, std=None):
         super().__init__(input_shape, mean, std)
         dims = len(input_shape) - 1
         if dims not in (1, 2):
             raise ValueError(f"convnet needs (C, L) or (C, H, W) inputs, got {tuple(input_shape)}")
-        conv, norm, pool, gap = {
-            1: (nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d, nn.AdaptiveAvgPool1d),
-            2: (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d),
+        conv, pool, gap = {
+            1: (nn.Conv1d, nn.MaxPool1d, nn.AdaptiveAvgPool1d),
+            2: (nn.Conv2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d),
         }[dims]
         layers, width, size = [], input_shape[0], min(input_shape[1:])
         for c in channels:
-            layers += [conv(width, c, 3, padding=1, bias=False), norm(c), nn.ReLU()]
+            # without BatchNorm the conv keeps its bias (nothing else shifts the activations)
+            layers += [conv(width, c, 3, padding=1, bias=norm != "batch"), _norm_layer(norm, dims, c), nn.ReLU()]
             if size >= 2:
                 layers.append(pool(2))
                 size //= 2

@@ -15,6 +15,7 @@ import yaml
 from lifelearn.io import read_json, write_json, write_text
 from lifelearn.report.claims import VERDICT_RULE, evaluate_claims
 from lifelearn.report.continual import continual_section
+from lifelearn.report.dataset_distillation import dataset_distillation_section
 from lifelearn.report.figures import BAND, learning_curves, metric_by_method
 from lifelearn.report.mtard import mtard_section
 from lifelearn.report.results import ID_COLUMNS, load_histories, load_results
@@ -97,7 +98,7 @@ def generic_section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config:
     return "\n\n".join(p for p in parts if p)
 
 
-SECTIONS: dict[str, Section] = {"pretrain": teachers_section, "mtard": mtard_section, "continual": continual_section, "tgeo_kd": tgeo_kd_section}
+SECTIONS: dict[str, Section] = {"pretrain": teachers_section, "mtard": mtard_section, "continual": continual_section, "tgeo_kd": tgeo_kd_section, "dataset_distillation": dataset_distillation_section}
 
 
 def claims_section(claims: list[dict]) -> str:

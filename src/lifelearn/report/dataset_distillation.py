@@ -1,0 +1,167 @@
+"""Report section of the `dataset_distillation` study: accuracy per IPC and method, the
+experts' smoothness, a grid of the synthetic images per class and the matching-loss curve.
+
+Reads, besides the metrics table: each seed's loss.csv beside its metrics.json, the
+synthetic set named in metrics.json ("synthetic_set") and the experts' summary.json
+(results/<profile>/dataset_distillation/experts/<set>/summary.json).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lifelearn.io import load_npy, read_json
+from lifelearn.report.figures import BAND, _save, t_interval
+
+LOSS_WINDOW = 10  # iterations in the rolling mean of the plotted matching loss
+
+
+def md_table(header, rows) -> str:  # report.writer imports this module: its helpers are looked up late
+    from lifelearn.report.writer import md_table as table
+
+    return table(header, rows)
+
+
+def mean_std(values, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
+    from lifelearn.report.writer import mean_std as ms
+
+    return ms(values, scale, fmt)
+
+
+def _figure(rel: str, caption: str) -> str:
+    return f"![{Path(rel).stem}]({rel})\n\n*{caption}.*"
+
+
+def _ipc(name: str) -> int:
+    return int(name.rsplit("_ipc", 1)[1])
+
+
+def _method(name: str) -> str:
+    return name.rsplit("_ipc", 1)[0]
+
+
+def accuracy_table(df: pd.DataFrame, initial_lr: float | None = None) -> str:
+    """Test accuracy per IPC and method; the step size each set is trained with, and its
+    ratio to the initial one (the experts' learning rate) when known."""
+    rows = []
+    for name, g in sorted(df.groupby("name"), key=lambda kv: (_ipc(kv[0]), kv[0])):
+        nets = g["test_acc_std_networks"] if "test_acc_std_networks" in g else pd.Series(dtype=float)
+        rows.append([_ipc(name), _method(name), len(g), int(g["networks"].iloc[0]) if "networks" in g else "",
+                     mean_std(g["test_acc"], 100), mean_std(nets, 100),
+                     mean_std(g["syn_lr"], fmt="{:.4f}") if "syn_lr" in g else "n/a",
+                     mean_std(g["syn_lr"] / initial_lr, fmt="{:.3f}") if "syn_lr" in g and initial_lr else "n/a"])
+    return md_table(["IPC", "method", "seeds", "networks / seed", "test acc (%)",
+                     "std over networks (%)", "step size", "step size / initial"], rows)
+
+
+def experts_table(root: Path) -> str:
+    rows = []
+    for path in sorted(root.glob("experts/*/summary.json")):
+        s = read_json(path)
+        e = pd.DataFrame(s["experts"])
+        opts = ", ".join(f"{k}={v}" for k, v in sorted(s["options"].items()))
+        rows.append([s["set"], opts, len(e), mean_std(e["val_acc"], 100), mean_std(e["test_acc"], 100),
+                     mean_std(e["mean_epoch_step"], fmt="{:.3f}"), mean_std(e["max_epoch_step"], fmt="{:.3f}")])
+    if not rows:
+        return ""
+    return md_table(["expert set", "options", "experts", "final val acc (%)", "final test acc (%)",
+                     "mean ||theta_e+1 - theta_e||", "max ||theta_e+1 - theta_e||"], rows)
+
+
+def image_grid(x: np.ndarray, y: np.ndarray, num_classes: int) -> np.ndarray:
+    """(rows = images per class, cols = classes) mosaic of the first channel, one pixel gap."""
+    ipc = int(np.bincount(y, minlength=num_classes).max())
+    h, w = x.shape[-2:]
+    grid = np.full((ipc * (h + 1) - 1, num_classes * (w + 1) - 1), np.nan)
+    for c in range(num_classes):
+        for r, img in enumerate(x[y == c]):
+            grid[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = img[0] if img.ndim == 3 else img.mean(0)
+    return grid
+
+
+def synthetic_figure(df: pd.DataFrame, out_dir: Path, ipc: int) -> str:
+    import matplotlib.pyplot as plt
+
+    sub = df[df["name"].map(_ipc) == ipc]
+    names = sorted(sub["name"].unique())
+    seed = int(sub["seed"].min())
+    aspect = min(ipc, 10) / 10  # grid height / width for 10 classes, as drawn
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2 * aspect + 0.9), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        row = sub[(sub["name"] == name) & (sub["seed"] == seed)].iloc[0]
+        syn = Path(read_json(Path(row["result_dir"]) / "metrics.json")["synthetic_set"])
+        x, y = load_npy(syn / "x_train.npy"), load_npy(syn / "y_train.npy")
+        ax.imshow(image_grid(x, y, int(y.max()) + 1), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(_method(name), fontsize="small")
+        ax.set_xlabel("class 0 ... 9", fontsize="small")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    rel = f"figures/dataset_distillation-synthetic-ipc{ipc}.png"
+    _save(fig, out_dir / rel)
+    return _figure(rel, f"Synthetic sets at IPC {ipc}, seed {seed}: one column per class, pixel values 0 (white) "
+                        f"to 1 (black); `random` is the real subset every method starts from unless "
+                        f"representative initialisation is on")
+
+
+def loss_figure(df: pd.DataFrame, out_dir: Path) -> str:
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    frames = []
+    for row in df.itertuples():
+        path = Path(row.result_dir) / "loss.csv"
+        loss = pd.read_csv(path) if path.exists() else pd.DataFrame()
+        if not loss.empty:
+            loss["smoothed"] = loss["loss"].rolling(LOSS_WINDOW, min_periods=1).mean()
+            frames.append(loss.assign(method=_method(row.name), ipc=_ipc(row.name), seed=row.seed))
+    if not frames:
+        return ""
+    data = pd.concat(frames, ignore_index=True)
+    ipcs = sorted(data["ipc"].unique())
+    with sns.axes_style("whitegrid"):
+        fig, axes = plt.subplots(1, len(ipcs), figsize=(5.5 * len(ipcs), 4), squeeze=False)
+        for ax, ipc in zip(axes[0], ipcs):
+            sub = data[data["ipc"] == ipc]
+            sns.lineplot(data=sub, x="iteration", y="smoothed", hue="method", hue_order=sorted(sub["method"].unique()),
+                         errorbar=t_interval, ax=ax)
+            ax.set_title(f"IPC {ipc}")
+            ax.set_ylabel("matching loss (normalised)")
+    rel = "figures/dataset_distillation-matching-loss.png"
+    _save(fig, out_dir / rel)
+    return _figure(rel, f"Matching loss ||theta_hat - theta*_(t+M)||^2 / ||theta*_t - theta*_(t+M)||^2 per "
+                        f"iteration (rolling mean over {LOSS_WINDOW} iterations, +intermediate terms where on); "
+                        f"line: mean over seeds, band: {BAND}. Methods differ in experts and inner loss, so their "
+                        f"losses are not on one scale")
+
+
+def dataset_distillation_section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config: dict) -> str:
+    """'dataset_distillation' stage: accuracy per IPC and method, experts, images, loss curve."""
+    cfg = config.get("dataset_distillation", {})
+    root = Path(df["result_dir"].iloc[0]).parents[1]
+    ev = cfg.get("evaluation", {})
+    parts = [
+        "## Dataset distillation (MTT and smooth expert trajectories)",
+        f"Dataset `{df['dataset'].iloc[0]}`. Each synthetic set (IPC images per class + its step size) is "
+        f"evaluated by training {ev.get('networks', '?')} fresh networks on it alone "
+        f"({ev.get('train', {}).get('epochs', '?')} epochs, SGD with the set's step size); the accuracy is the "
+        "test accuracy of the **last epoch** (no selection on test), averaged over the networks of a seed; "
+        "table: mean ± std over seeds (ddof=1). `random`: a random real subset of the same size, trained with the "
+        "experts' learning rate; trajectory matching methods (`mtt` = plain MTT: plain experts, all switches off): "
+        + "; ".join(f"`{m}`: experts `{c['experts']}`, on: "
+                    + (", ".join(k for k in sorted(c) if k != "experts" and c[k]) or "none")
+                    for m, c in sorted(cfg.get("methods", {}).items())) + ".",
+        accuracy_table(df, cfg.get("experts", {}).get("train", {}).get("lr")),
+        "The step size is learned with the images (initial value: the experts' learning rate) and is the "
+        "learning rate every evaluation network is trained with; a set whose step size collapsed during "
+        "distillation (ratio far below 1) trains its networks too little in the evaluation budget.",
+    ]
+    experts = experts_table(root)
+    if experts:
+        parts += ["### Experts", "Final accuracies and the parameter distance travelled per epoch "
+                  "(smooth experts should move less and more evenly).", experts]
+    parts.append("### Synthetic images")
+    parts += [synthetic_figure(df, out_dir, ipc) for ipc in sorted(df["name"].map(_ipc).unique())]
+    parts += ["### Matching loss", loss_figure(df, out_dir)]
+    return "\n\n".join(p for p in parts if p)

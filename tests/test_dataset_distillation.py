@@ -1,0 +1,224 @@
+"""Dataset distillation (MTT + smooth experts): formulas on hand cases, gradients against
+finite differences, representative initialisation, expert files, config vs code."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from lifelearn.distill import dataset_distillation as dd
+from lifelearn.models import build_model
+
+from conftest import REPO
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_matching_loss_equals_the_formula_on_a_hand_case():
+    start, target = torch.tensor([0.0, 0.0, 0.0]), torch.tensor([1.0, 2.0, 2.0])  # ||start - target||^2 = 9
+    student = torch.tensor([1.0, 1.0, 0.0])  # ||student - target||^2 = 0 + 1 + 4 = 5
+    assert dd.matching_loss(student, start, target).item() == pytest.approx(5 / 9)
+    assert dd.matching_loss(target, start, target).item() == 0.0
+    assert dd.matching_loss(start, start, target).item() == 1.0
+
+
+def test_intermediate_matching_adds_the_mean_of_the_intermediate_terms():
+    traj = torch.tensor([[0.0], [1.0], [2.0], [4.0]])  # theta*_0..3
+    params = [torch.tensor([0.0]), torch.tensor([0.5]), torch.tensor([1.0]), torch.tensor([1.5]), torch.tensor([3.0])]
+    # M = 2 from t = 1: final 3.0 vs theta*_3 = 4: (1 / 9); step round(1 * 4 / 2) = 2 -> 1.0 vs theta*_2 = 2: 1 / 1
+    plain = dd.trajectory_loss(params, traj, 1, 2, traj[1])
+    inter = dd.trajectory_loss(params, traj, 1, 2, traj[1], intermediate=True)
+    assert plain.item() == pytest.approx(1 / 9)
+    assert inter.item() == pytest.approx(1 / 9 + 1.0)
+
+
+def test_clipping_schedule_has_its_documented_values():
+    assert [round(dd.clip_factor(e), 10) for e in range(12)] == [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0, 1.0]
+
+
+def test_gradient_penalty_on_a_hand_case():
+    # loss_i = a_i * sum(x_i): d loss_i / d x_i = a_i * ones(4), norm 2 * a_i
+    x = torch.ones(3, 4, requires_grad=True)
+    a = torch.tensor([0.5, 1.0, 2.0])
+    per_sample = a * x.sum(dim=1)
+    expected = 2.0 * np.mean([(1.0 - 1) ** 2, (2.0 - 1) ** 2, (4.0 - 1) ** 2])  # lambda = 2
+    assert dd.gradient_penalty(per_sample, x, 2.0).item() == pytest.approx(expected)
+
+
+def test_balance_factor_is_the_documented_log_weight():
+    # h = max_start // 2 = 5: t >= h -> log_5(t - h + 8); t < h -> 1 / log_5(h - t + 8)
+    assert dd.balance_factor(5, 10) == pytest.approx(math.log(8) / math.log(5))
+    assert dd.balance_factor(9, 10) == pytest.approx(math.log(12) / math.log(5))
+    assert dd.balance_factor(0, 10) == pytest.approx(math.log(5) / math.log(13))
+    assert dd.balance_factor(0, 10) < dd.balance_factor(4, 10) < dd.balance_factor(5, 10) < dd.balance_factor(9, 10)
+
+
+def test_weight_perturbation_follows_w_plus_w_d_over_norm_d():
+    layout = [("w", torch.Size([2, 2])), ("b", torch.Size([2]))]
+    flat = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    out = dd.perturb(flat, layout, torch.Generator().manual_seed(0))
+    d = torch.randn(2, 2, generator=torch.Generator().manual_seed(0))
+    w = flat[:4].view(2, 2)
+    assert torch.allclose(out[:4].view(2, 2), w + w * d / d.norm())
+    assert torch.equal(out[4:], flat[4:])  # biases untouched
+
+
+def _tiny_problem():
+    torch.manual_seed(0)
+    model = build_model({"arch": "convnet", "channels": [3], "norm": "instance"}, (1, 4, 4), 3).double()
+    layout = dd.param_layout(model)
+    start = dd.flat_params(model).double()
+    target = start + 0.05 * torch.randn(start.shape, dtype=torch.float64)
+    x = torch.rand(3, 1, 4, 4, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2])
+    return model, layout, start, target, x, y
+
+
+def _loss(model, layout, start, target, x, y, log_lr, momentum):
+    params = dd.unroll(model, layout, start.clone().requires_grad_(True), x, y, log_lr.exp(), 3, momentum)
+    return dd.matching_loss(params[-1], start, target)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_gradients_reach_images_and_step_size_and_match_finite_differences(momentum):
+    model, layout, start, target, x, y = _tiny_problem()
+    x = x.requires_grad_(True)
+    log_lr = torch.tensor(math.log(0.5), dtype=torch.float64, requires_grad=True)
+    loss = _loss(model, layout, start, target, x, y, log_lr, momentum)
+    gx, glr = torch.autograd.grad(loss, [x, log_lr])
+    assert gx.abs().sum() > 0 and glr.abs() > 0
+    eps = 1e-6
+    for idx in [(0, 0, 1, 2), (2, 0, 3, 0), (1, 0, 0, 0)]:
+        xp, xm = x.detach().clone(), x.detach().clone()
+        xp[idx] += eps
+        xm[idx] -= eps
+        fd = (_loss(model, layout, start, target, xp, y, log_lr.detach(), momentum)
+              - _loss(model, layout, start, target, xm, y, log_lr.detach(), momentum)) / (2 * eps)
+        assert gx[idx].item() == pytest.approx(fd.item(), rel=1e-4, abs=1e-9)
+    fd = (_loss(model, layout, start, target, x.detach(), y, log_lr.detach() + eps, momentum)
+          - _loss(model, layout, start, target, x.detach(), y, log_lr.detach() - eps, momentum)) / (2 * eps)
+    assert glr.item() == pytest.approx(fd.item(), rel=1e-4)
+
+
+def test_unroll_takes_plain_sgd_steps():
+    model, layout, start, _, x, y = _tiny_problem()
+    params = dd.unroll(model, layout, start.clone().requires_grad_(True), x, y, torch.tensor(0.1, dtype=torch.float64), 2)
+    ref = build_model({"arch": "convnet", "channels": [3], "norm": "instance"}, (1, 4, 4), 3).double()
+    torch.nn.utils.vector_to_parameters(start.clone(), ref.parameters())
+    opt = torch.optim.SGD(ref.parameters(), lr=0.1)
+    for _ in range(2):
+        opt.zero_grad()
+        nn.functional.cross_entropy(ref(x), y).backward()
+        opt.step()
+    assert torch.allclose(params[-1].detach(), torch.nn.utils.parameters_to_vector(ref.parameters()), atol=1e-12)
+
+
+def test_representative_init_returns_the_samples_nearest_the_kmeans_centres():
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0]])
+    logits, y = [], []
+    for c in range(2):  # two classes, each two well separated blobs shifted per class
+        for centre in centres:
+            logits.append(centre + c * 100 + rng.normal(0, 1, (20, 2)))
+            y += [c] * 20
+    logits, y = np.concatenate(logits), np.asarray(y)
+    idx = dd.representative_init(logits, y, 2, 2, seed=0)
+    assert len(idx) == 4 and len(set(idx.tolist())) == 4
+    for c in range(2):
+        members = np.flatnonzero(y == c)
+        km = KMeans(n_clusters=2, n_init=10, random_state=0).fit(logits[members])
+        nearest = {int(members[np.argmin(np.linalg.norm(logits[members] - k, axis=1))]) for k in km.cluster_centers_}
+        assert set(idx[2 * c:2 * c + 2].tolist()) == nearest
+        assert (y[idx[2 * c:2 * c + 2]] == c).all()
+
+
+def test_random_init_is_ipc_per_class_and_seeded():
+    y = np.repeat(np.arange(3), 10)
+    a, b = dd.random_real_init(y, 2, 3, 0), dd.random_real_init(y, 2, 3, 0)
+    assert np.array_equal(a, b) and np.array_equal(y[a], [0, 0, 1, 1, 2, 2])
+    assert not np.array_equal(a, dd.random_real_init(y, 2, 3, 1))
+
+
+def test_expert_file_is_compact_and_loads_weights_only(tmp_path):
+    torch.manual_seed(0)
+    spec = {"arch": "convnet", "channels": [4], "norm": "instance"}
+    model = build_model(spec, (1, 8, 8), 3)
+    x, y = torch.rand(40, 1, 8, 8), torch.arange(40) % 3
+    result = dd.train_expert(model, x, y, {"epochs": 3, "batch_size": 16, "lr": 0.1}, seed=0,
+                             clip_loss=True, grad_penalty=2.0)
+    assert result["trajectory"].shape == (4, sum(p.numel() for p in model.parameters()))
+    assert torch.equal(result["trajectory"][-1], dd.flat_params(model))
+    torch.save(dd.expert_payload(model, result, spec, (1, 8, 8), 3), tmp_path / "e.pt")
+    traj, payload = dd.load_trajectory(tmp_path / "e.pt")  # weights_only=True inside
+    assert torch.equal(traj, result["trajectory"])
+    assert set(payload["trajectory"]) == {n for n, _ in model.named_parameters()}
+    assert all(t.shape[0] == 4 for t in payload["trajectory"].values())
+
+
+def test_distill_lowers_the_matching_loss_on_a_toy_problem():
+    torch.manual_seed(0)
+    spec = {"arch": "convnet", "channels": [4], "norm": "instance"}
+    model = build_model(spec, (1, 8, 8), 2)
+    x = torch.rand(60, 1, 8, 8)
+    y = (x[:, 0, :4].mean((1, 2)) > x[:, 0, 4:].mean((1, 2))).long()
+    traj = dd.train_expert(model, x, y, {"epochs": 4, "batch_size": 10, "lr": 0.1}, seed=0)["trajectory"]
+    s = dd.DistillSettings(ipc=2, iterations=30, syn_steps=5, expert_epochs=1, max_start_epoch=1,
+                           lr_img=1.0, lr_lr=0.01, lr_init=0.1)
+    idx = dd.random_real_init(y.numpy(), 2, 2, 0)
+    out = dd.distill(model, [traj], x[idx], y[idx], s, seed=0)
+    losses = [h["loss"] for h in out["history"]]
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
+    assert out["x"].min() >= 0 and out["x"].max() <= 1 and out["lr"] > 0
+
+
+def test_convnet_norm_option_keeps_batchnorm_by_default():
+    default = build_model({"arch": "convnet", "channels": [4]}, (1, 8, 8), 3)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in default.modules())
+    inst = build_model({"arch": "convnet", "channels": [4], "norm": "instance"}, (1, 8, 8), 3)
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in inst.modules())
+    assert not list(inst.buffers())[2:]  # only the normalisation mean/std: no running statistics
+    with pytest.raises(ValueError, match="allowed: batch, instance, none"):
+        build_model({"arch": "convnet", "channels": [4], "norm": "layer"}, (1, 8, 8), 3)
+
+
+def test_schema_mirrors_the_switches_and_norms():
+    from lifelearn.models.convnet import NORMS
+
+    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())["$defs"]
+    method = schema["dd_method"]
+    assert set(method["required"]) == {"experts", *dd.SWITCHES}
+    assert schema["model"]["allOf"][1]["then"]["properties"]["norm"]["enum"] == list(NORMS)
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["dataset_distillation"]
+    assert not any(config["methods"]["mtt"][k] for k in dd.SWITCHES)  # plain MTT: all switches off
+    assert config["experts"]["sets"][config["methods"]["mtt"]["experts"]] == {"clip_loss": False, "grad_penalty": 0.0}
+
+
+def test_synthetic_set_is_a_dataset_with_the_real_val_and_test(tmp_path):
+    from lifelearn.data import load_dataset
+    from lifelearn.data.arrays import write_dataset
+    from lifelearn.distill.dataset_distillation_stages import write_synthetic
+
+    real = {f"{k}_{s}": (np.random.default_rng(0).random((6, 1, 2, 2), dtype=np.float32) if k == "x"
+                         else np.arange(6) % 3) for s in ("train", "val", "test") for k in ("x", "y")}
+    meta = {"name": "toy", "num_classes": 3, "input_shape": [1, 2, 2], "mean": [0.5], "std": [0.3],
+            "augment": "none", "source": "test", "splits": {"train": 6, "val": 6, "test": 6}, "split_seed": 0}
+    write_dataset(tmp_path / "real", real, meta)
+    x = np.full((3, 1, 2, 2), 0.25, np.float32)
+    write_synthetic(tmp_path / "syn", tmp_path / "real", x, np.arange(3), 0.02, {"method": "m", "ipc": 1, "seed": 0})
+    ds = load_dataset(tmp_path / "syn")
+    assert np.array_equal(ds.x_train, x) and np.array_equal(ds.x_test, real["x_test"])
+    assert ds.mean == (0.5,) and ds.name == "toy"
+    saved = yaml.safe_load((tmp_path / "syn" / "meta.json").read_text())
+    assert saved["lr"] == 0.02 and saved["splits"]["train"] == 3

@@ -1,0 +1,12 @@
+"""Glue: train the experts of one expert set (dataset distillation)."""
+from pathlib import Path
+
+from lifelearn.distill.dataset_distillation_stages import train_experts
+from lifelearn.tracking import RunContext
+
+prov = snakemake.config["_provenance"]
+ctx = RunContext(prov["tracking_uri"], prov["profile"], prov["git_commit"], prov["data_version"])
+p = snakemake.params
+cfg = {"model": p.model, "experts": {**p.experts, "sets": {p.expert_set: p.options}}}
+train_experts(p.expert_set, cfg, Path(snakemake.input.data[0]).parent, list(snakemake.output.experts),
+              snakemake.output.summary, ctx, threads=snakemake.threads)
