@@ -241,3 +241,11 @@ def test_strategy_names_match_schema_and_unknown_names_fail():
         ds = fake_dataset()
         ContinualLearner(build_model({"arch": "mlp", "hidden": [4]}, ds.input_shape, 10),
                          build_scenario(ds, "class_incremental", 5, 0), build_plugins({"er": {}, "uer": {}}), {}, 0)
+
+
+def test_a_task_count_the_dataset_cannot_supply_is_named():
+    from lifelearn.continual.scenarios import split_classes
+
+    assert len(split_classes(10, 10, seed=0)) == 10
+    with pytest.raises(ValueError, match=r"n_tasks must be in 1\.\.10, got 11"):
+        split_classes(10, 11, seed=0)

@@ -222,3 +222,13 @@ def test_synthetic_set_is_a_dataset_with_the_real_val_and_test(tmp_path):
     assert ds.mean == (0.5,) and ds.name == "toy"
     saved = yaml.safe_load((tmp_path / "syn" / "meta.json").read_text())
     assert saved["lr"] == 0.02 and saved["splits"]["train"] == 3
+
+
+def test_an_ipc_the_dataset_cannot_supply_is_named():
+    from lifelearn.distill.dataset_distillation import check_ipc
+
+    y = np.array([0] * 5 + [1] * 3 + [2] * 7)
+    check_ipc(y, 3, 3, "toy")  # every class has 3 or more
+    with pytest.raises(ValueError, match=r"dataset_distillation.ipc: IPC 4 needs 4 training images per class.*"
+                                         r"toy's training split has fewer for class\(es\) \{1: 3\}"):
+        check_ipc(y, 4, 3, "toy")

@@ -87,3 +87,9 @@ def test_shared_training_setting_reruns_every_student(pipeline):
         jobs = planned_jobs(pipeline)
     assert _mtard_jobs(jobs) == {f"mtard_{m}" for m in METHODS}
     assert not any(rule.startswith("pretrain_") for rule in jobs)
+
+
+def test_another_distillation_method_does_not_rerun_mtard(pipeline):
+    with edited(pipeline / "src" / "lifelearn" / "distill" / "tgeo.py", '"""', '""" '):
+        jobs = planned_jobs(pipeline)
+    assert not any(rule.startswith("mtard_") for rule in jobs) and "report" in jobs

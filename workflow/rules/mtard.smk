@@ -21,7 +21,8 @@ for _name, _method in MTARD["methods"].items():
             f"mtard_{_name}"
         input:
             data=dataset_files(MTARD["dataset"]),
-            code=code("distill", "train", "models", "evaluate", "data", "tracking.py", "io.py"),
+            code=code("distill/kd.py", "distill/ard.py", "distill/mtard.py", "distill/robust_students.py",
+                      "train", "models", "evaluate", "data", "tracking.py", "io.py"),
             **{role: teacher_checkpoints(MTARD["teachers"][role], MTARD["seeds"])
                for role in MTARD_TEACHER_ROLES[_method["method"]]},
         output:

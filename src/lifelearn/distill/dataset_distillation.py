@@ -204,6 +204,16 @@ def trajectory_loss(params: list[torch.Tensor], traj: torch.Tensor, start_epoch:
     return loss
 
 
+def check_ipc(y: np.ndarray, ipc: int, num_classes: int, dataset: str) -> None:
+    """ValueError naming `dataset_distillation.ipc` when a class of the training split
+    has fewer than `ipc` images (initialisation takes `ipc` distinct real images a class)."""
+    counts = np.bincount(y, minlength=num_classes)
+    short = {c: int(n) for c, n in enumerate(counts) if n < ipc}
+    if short:
+        raise ValueError(f"dataset_distillation.ipc: IPC {ipc} needs {ipc} training images per class, but "
+                         f"{dataset}'s training split has fewer for class(es) {short} (at most {int(counts.min())})")
+
+
 def random_real_init(y: np.ndarray, ipc: int, num_classes: int, seed: int) -> np.ndarray:
     """Indices of `ipc` random real samples per class (class-major order)."""
     rng = np.random.default_rng(seed)

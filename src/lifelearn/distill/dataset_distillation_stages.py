@@ -124,6 +124,8 @@ def distill_method(method: str, cfg: dict, seeds: list[int], data_dir: str | os.
     for p in expert_paths:
         traj, payload = dd.load_trajectory(p)
         trajectories.append(traj)
+    for ipc_cfg in cfg["ipc"]:  # fail before any work or MLflow run
+        dd.check_ipc(ds.y_train, ipc_cfg["ipc"], ds.num_classes, ds.name)
     x, y = torch.as_tensor(ds.x_train), torch.as_tensor(ds.y_train)
     out = []
     for ipc_cfg in cfg["ipc"]:
