@@ -30,6 +30,17 @@ def copy_workflow(dest: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tests train on one thread (as pipeline jobs do, `threads: 1`): stable and fair on 2 cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
 def isolated_mlflow_env(monkeypatch):
     """Each test starts without MLflow's tracking variables and leaves none behind
     (Lightning's MLFlowLogger calls mlflow.set_tracking_uri, which exports

@@ -16,14 +16,6 @@ from lifelearn.models import build_model
 from conftest import REPO
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_matching_loss_equals_the_formula_on_a_hand_case():
     start, target = torch.tensor([0.0, 0.0, 0.0]), torch.tensor([1.0, 2.0, 2.0])  # ||start - target||^2 = 9
     student = torch.tensor([1.0, 1.0, 0.0])  # ||student - target||^2 = 0 + 1 + 4 = 5

@@ -21,14 +21,6 @@ CASES = [
 IDS = [f"{s['arch']}-{'x'.join(map(str, shape))}" for s, shape in CASES]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _expected_feature_dim(spec: dict, input_shape) -> int:
     """The penultimate width, from the spec (written out, not read from the model)."""
     if spec["arch"] == "mlp":

@@ -28,14 +28,6 @@ TRAINER = {"accelerator": "cpu", "progress_bar": False}
 HISTORY_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def digits_dir(tmp_path_factory):
     return prepare_dataset("digits", data_root=tmp_path_factory.mktemp("data"))
