@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -28,8 +27,8 @@ from lifelearn.distill.tgeo_study import TGEO_METHODS
 from lifelearn.io import write_json
 from lifelearn.models import build_model
 from lifelearn.models.checkpoint import load_model
-from lifelearn.train.data import InMemoryDataModule
-from lifelearn.train.fit import make_trainer
+
+from _timing import timed_fit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,12 +53,7 @@ def time_method(method: str, cfg: dict, ds, teacher, epochs: int, tmp: Path) -> 
     model = build_model(cfg["student"], ds.input_shape, ds.num_classes, ds.mean, ds.std)
     train = {**cfg["train"], "epochs": epochs}
     module = TGEO_METHODS[method](model, teacher, ds, train, cfg["methods"][method], 0)
-    datamodule = InMemoryDataModule(ds, train["batch_size"])
-    trainer = make_trainer(epochs, tmp / method, False, {"accelerator": "cpu", "progress_bar": False})
-    trainer.limit_val_batches = 0
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
-    return time.perf_counter() - start, trainer.global_step
+    return timed_fit(module, ds, train["batch_size"], epochs, tmp / method)
 
 
 def main() -> None:

@@ -20,9 +20,10 @@ from torch.nn import functional as F
 from lifelearn.data import load_dataset, prepare_dataset
 from lifelearn.io import write_json
 from lifelearn.models import build_model
-from lifelearn.train.data import InMemoryDataModule, TensorBatches
-from lifelearn.train.fit import make_trainer
+from lifelearn.train.data import TensorBatches
 from lifelearn.train.module import ClassifierModule, build_optimizer
+
+from _timing import timed_fit
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = {"arch": "convnet", "channels": [32, 64, 64]}
@@ -57,12 +58,7 @@ def lightning_loop(ds, epochs: int, tmp: Path) -> tuple[float, int]:
     pl.seed_everything(0, workers=True)
     model = build_model(MODEL, ds.input_shape, ds.num_classes, ds.mean, ds.std)
     module = ClassifierModule(model, {**TRAIN, "epochs": epochs})
-    datamodule = InMemoryDataModule(ds, TRAIN["batch_size"])
-    trainer = make_trainer(epochs, tmp, False, {"accelerator": "cpu", "progress_bar": False})
-    trainer.limit_val_batches = 0
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
-    return time.perf_counter() - start, trainer.global_step
+    return timed_fit(module, ds, TRAIN["batch_size"], epochs, tmp)
 
 
 def main() -> None:
