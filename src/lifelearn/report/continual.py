@@ -57,14 +57,20 @@ def _mean_matrix(dirs: list[str]) -> np.ndarray:
     return np.mean([np.asarray(read_json(Path(d) / "accuracy_matrix.json")["accuracy"]) for d in dirs], axis=0)
 
 
+def _panels(n: int, max_cols: int, panel_size: tuple[float, float]):
+    """A grid of n panels, at most max_cols a row; unused axes switched off."""
+    cols = min(max_cols, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(panel_size[0] * cols, panel_size[1] * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, axes
+
+
 def heatmaps(groups: dict[str, list[str]], path: Path) -> Path:
     """Mean accuracy matrix per run (rows: after task i; columns: task j)."""
     names = sorted(groups)
-    cols = min(4, len(names))
-    rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.9 * rows), squeeze=False)
-    for ax in axes.flat[len(names):]:
-        ax.axis("off")
+    fig, axes = _panels(len(names), 4, (3.2, 2.9))
     for ax, name in zip(axes.flat, names):
         R = _mean_matrix(groups[name]) * 100
         sns.heatmap(R, annot=True, fmt=".0f", vmin=0, vmax=100, cmap="viridis", cbar=False, ax=ax,
@@ -80,11 +86,7 @@ def stream_curves(groups: dict[str, list[str]], path: Path) -> Path:
     dashed lines: task boundaries of the first seed (they shift by a few steps between
     seeds, whose class orders give tasks of slightly different sizes)."""
     names = sorted(groups)
-    cols = min(3, len(names))
-    rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.0 * rows), squeeze=False)
-    for ax in axes.flat[len(names):]:
-        ax.axis("off")
+    fig, axes = _panels(len(names), 3, (4.6, 3.0))
     for ax, name in zip(axes.flat, names):
         frames = [pd.read_csv(Path(d) / "stream.csv") for d in groups[name]]
         if all(f.empty for f in frames):
