@@ -12,7 +12,7 @@ from scipy import stats
 from torch import nn
 
 from lifelearn.continual.buffer import ReservoirBuffer
-from lifelearn.continual.evaluation import ContinualEvaluator, accuracy_metrics, min_acc
+from lifelearn.continual.evaluation import ContinualEvaluator
 from lifelearn.continual.refresh import Refresh
 from lifelearn.continual.scenarios import build_scenario, split_classes
 from lifelearn.continual.strategies import STRATEGIES, build_plugins, strategy_names
@@ -20,7 +20,7 @@ from lifelearn.continual.strategies.ewc import EWC
 from lifelearn.continual.strategies.l2 import L2, weighted_l2_penalty
 from lifelearn.continual.strategies.lwf import lwf_loss
 from lifelearn.continual.strategies.uer import cosine_logits, dot_logits
-from lifelearn.continual.template import ContinualLearner
+from lifelearn.continual.template import ContinualLearner, Plugin
 from lifelearn.data import Dataset
 from lifelearn.models import build_model
 
@@ -198,19 +198,6 @@ def test_one_refresh_step_moves_weights_as_the_paper_says():
 
 
 # ---- evaluation ---------------------------------------------------------------------------------
-def test_accuracy_metrics_match_hand_values():
-    R = np.array([[0.9, 0.1, 0.0], [0.5, 0.8, 0.1], [0.4, 0.6, 0.7]])
-    m = accuracy_metrics(R)
-    assert m["avg_acc"] == pytest.approx((0.4 + 0.6 + 0.7) / 3)
-    assert m["avg_incremental_acc"] == pytest.approx((0.9 + 0.65 + 1.7 / 3) / 3)
-    assert m["forgetting"] == pytest.approx(((0.9 - 0.4) + (0.8 - 0.6)) / 2)
-    assert m["bwt"] == pytest.approx(((0.4 - 0.9) + (0.6 - 0.8)) / 2)
-    rows = [{"eval_task": 0, "current_task": 0, "accuracy": 0.1},
-            {"eval_task": 0, "current_task": 1, "accuracy": 0.3}, {"eval_task": 0, "current_task": 2, "accuracy": 0.5},
-            {"eval_task": 1, "current_task": 2, "accuracy": 0.2}]
-    assert min_acc(rows, 3) == pytest.approx((0.3 + 0.2) / 2)
-
-
 @pytest.mark.parametrize("strategies", [{"finetune": {}}, {"joint": {}}, {"er": {"buffer": 20, "replay_batch": 4}},
                                         {"uer": {"buffer": 20}}, {"lwf": {}, "l2": {}}, {"ewc": {}, "featkd": {}}])
 def test_stream_records_every_seen_task_every_k_iterations(strategies):
@@ -228,7 +215,128 @@ def test_stream_records_every_seen_task_every_k_iterations(strategies):
     assert len(ev.rows) == sum(c + 1 for c in evals.values())
     assert {r["eval_task"] for r in ev.rows if r["iteration"] == max(evals)} == set(range(5))
     assert not np.isnan(ev.R).any()
-    assert set(ev.metrics()) >= {"avg_acc", "forgetting", "bwt", "avg_incremental_acc", "min_acc"}
+
+
+def test_before_training_row_is_the_untrained_model_and_random_init_a_fresh_one():
+    from lifelearn.continual.stage import random_init_model
+
+    ds = fake_dataset()
+    sc = build_scenario(ds, "class_incremental", 5, seed=0)
+    torch.manual_seed(0)
+    model = build_model({"arch": "mlp", "hidden": [8]}, ds.input_shape, 10)
+    ev = ContinualEvaluator(sc, every=0, subset=7, seed=0)
+    learner = ContinualLearner(model, sc, [], {"epochs": 1, "batch_size": 8, "lr": 0.1}, seed=0, evaluator=ev)
+    with torch.no_grad():
+        expected = [float((model(t.x_test).argmax(1) == t.y_test).float().mean()) for t in sc.tasks]
+    fresh = random_init_model(model, seed=0)
+    state = torch.get_rng_state()
+    ev.before_training(learner, fresh)
+    assert ev.initial.tolist() == pytest.approx(expected)
+    assert torch.equal(torch.get_rng_state(), state)  # the baseline draws nothing from the global RNG
+    assert not torch.equal(fresh.head.weight, model.head.weight)
+    with torch.no_grad():
+        b = [float((fresh(t.x_test).argmax(1) == t.y_test).float().mean()) for t in sc.tasks]
+    assert ev.random_init.tolist() == pytest.approx(b)
+    ev.before_training(learner)  # from scratch the start is the random initialisation
+    assert ev.random_init.tolist() == pytest.approx(expected)
+
+
+class _Probe(Plugin):
+    """Records the model's weights at the start of each task (after the other plug-ins)."""
+
+    def __init__(self):
+        self.starts = []
+
+    def before_task(self, learner, task):
+        self.starts.append({k: v.clone() for k, v in learner.model.state_dict().items()})
+
+
+def test_single_task_expert_restarts_every_task_from_the_initial_weights():
+    ds = fake_dataset()
+    sc = build_scenario(ds, "class_incremental", 3, seed=0)
+    torch.manual_seed(0)
+    model = build_model({"arch": "mlp", "hidden": [8]}, ds.input_shape, 10)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    probe = _Probe()
+    ContinualLearner(model, sc, [*build_plugins({"single_task": {}}), probe],
+                     {"epochs": 1, "batch_size": 8, "lr": 0.1}, seed=0).fit()
+    assert len(probe.starts) == 3
+    for state in probe.starts:
+        assert all(torch.equal(state[k], start[k]) for k in start)
+    assert not torch.equal(model.head.weight, start["head.weight"])  # it did train
+
+
+def _synthetic_set(tmp_path, ds, ipc=2):
+    from lifelearn.data.arrays import write_dataset
+
+    y = np.repeat(np.arange(ds.num_classes), ipc).astype(np.int64)
+    x = np.full((len(y), *ds.input_shape), 0.5, np.float32) + y[:, None, None, None].astype(np.float32) / 100
+    arrays = {"x_train": x, "y_train": y, "x_val": ds.x_val, "y_val": ds.y_val, "x_test": ds.x_test, "y_test": ds.y_test}
+    meta = {"name": "fake", "num_classes": ds.num_classes, "input_shape": list(ds.input_shape), "mean": [0.5],
+            "std": [0.3], "augment": "none", "source": "test", "splits": {}, "split_seed": 0}
+    return write_dataset(tmp_path / "mtt_ipc2" / "seed0", arrays, meta), x, y
+
+
+def test_synthetic_er_replays_only_the_distilled_images_of_trained_classes(tmp_path):
+    from lifelearn.continual.stage import strategies_for_seed
+
+    ds = fake_dataset()
+    sc = build_scenario(ds, "class_incremental", 5, seed=0)
+    _, xs, ys = _synthetic_set(tmp_path, ds)
+    plugin, = build_plugins(strategies_for_seed({"synthetic_er": {"synthetic": "mtt_ipc2", "replay_batch": 4}}, 0, tmp_path))
+    assert plugin.data_dir == tmp_path / "mtt_ipc2" / "seed0"
+    torch.manual_seed(0)
+    learner = ContinualLearner(build_model({"arch": "mlp", "hidden": [8]}, ds.input_shape, 10), sc, [plugin],
+                               {"epochs": 1, "batch_size": 8, "lr": 0.1}, seed=0)
+    learner.train_task(sc.tasks[0])
+    learner.train_task(sc.tasks[1])
+    trained = sorted(sc.tasks[0].classes + sc.tasks[1].classes)
+    assert len(plugin.buffer) == 2 * len(trained)  # IPC 2: every synthetic image of the trained classes
+    stored_y = plugin.buffer.y[:len(plugin.buffer)]
+    assert sorted(stored_y.tolist()) == sorted(np.repeat(trained, 2).tolist())
+    for x, y in zip(plugin.buffer.x[:len(plugin.buffer)], stored_y):  # synthetic pixels, not stream samples
+        assert torch.allclose(x, torch.from_numpy(xs[ys == int(y)][0]))
+    assert set(plugin.buffer.t[:len(plugin.buffer)].tolist()) == {0, 1}
+    xr, yr, _ = plugin.buffer.sample(4)
+    assert set(yr.tolist()) <= set(trained)
+
+
+def test_synthetic_er_refuses_a_set_of_another_shape_or_no_directory(tmp_path):
+    from lifelearn.continual.stage import strategies_for_seed
+
+    ds = fake_dataset()
+    _synthetic_set(tmp_path, ds)
+    other = fake_dataset(shape=(1, 3, 3))
+    sc = build_scenario(other, "class_incremental", 5, seed=0)
+    plugin, = build_plugins(strategies_for_seed({"synthetic_er": {"synthetic": "mtt_ipc2"}}, 0, tmp_path))
+    learner = ContinualLearner(build_model({"arch": "mlp", "hidden": [8]}, other.input_shape, 10), sc, [plugin],
+                               {"epochs": 1, "batch_size": 8, "lr": 0.1}, seed=0)
+    with pytest.raises(ValueError, match=r"synthetic set .*mtt_ipc2/seed0 has inputs"):
+        learner.fit()
+    with pytest.raises(ValueError, match="no synthetic-set directory"):
+        strategies_for_seed({"synthetic_er": {"synthetic": "mtt_ipc2"}}, 0, None)
+
+
+def test_synthetic_sets_and_expert_runs_are_checked_against_the_config():
+    from lifelearn.continual.configs import check_synthetic_sets, expert_run
+
+    config = {"seeds": [0, 1], "dataset_distillation": {"dataset": "digits", "methods": {"mtt": {}}, "ipc": [{"ipc": 10}]}}
+    run = {"dataset": "digits", "seeds": [0, 1], "strategies": {"synthetic_er": {"synthetic": "mtt_ipc10"}}}
+    check_synthetic_sets(config, "r", run)
+    with pytest.raises(ValueError, match=r"continual.runs.r.strategies: synthetic set\(s\) \['mtt_ipc50'\]"):
+        check_synthetic_sets(config, "r", run | {"strategies": {"synthetic_er": {"synthetic": "mtt_ipc50"}}})
+    with pytest.raises(ValueError, match="distilled from 'digits', the run streams 'mnist1d'"):
+        check_synthetic_sets(config, "r", run | {"dataset": "mnist1d"})
+    with pytest.raises(ValueError, match=r"seeds \[2\] have no synthetic set"):
+        check_synthetic_sets(config, "r", run | {"seeds": [0, 2]})
+    runs = {"a_er": {"setting": "s", "seeds": [0, 1], "strategies": {"er": {}}},
+            "a_expert": {"setting": "s", "seeds": [0, 1], "strategies": {"single_task": {}}},
+            "b_er": {"setting": "t", "seeds": [0], "strategies": {"er": {}}}}
+    assert expert_run(runs, "a_er") == "a_expert"
+    assert expert_run(runs, "a_expert") is None and expert_run(runs, "b_er") is None
+    runs["a_expert"]["seeds"] = [0]
+    with pytest.raises(ValueError, match=r"single-task experts of setting 's' lack seeds \[1\]"):
+        expert_run(runs, "a_er")
 
 
 def test_strategy_names_match_schema_and_unknown_names_fail():

@@ -21,10 +21,19 @@ def test_continual_runs_write_stream_matrix_metrics_and_mlflow_series(pipeline):
     seed_dir = root / "online_uer_m100" / "seed2"
     record = json.loads((seed_dir / "metrics.json").read_text())
     assert record["stage"] == "continual" and record["method"] == "uer" and record["seed"] == 2
-    m = record["metrics"]
+    evaluation = json.loads((seed_dir / "evaluation.json").read_text())
+    assert evaluation["run_id"] == record["run_id"]
+    m = evaluation["metrics"]
     assert 0.0 <= m["avg_acc"] <= 1.0 and -1.0 <= m["forgetting"] <= 1.0 and m["iterations"] > 0
+    assert "relative_to_expert" not in m  # the smoke profile has no online single-task experts
+    er = json.loads((root / "ci_er" / "seed0" / "evaluation.json").read_text())["metrics"]
+    assert er["relative_to_expert"] > 0 and er["sample_efficiency"] >= 0  # against ci_single_task
     matrix = json.loads((seed_dir / "accuracy_matrix.json").read_text())
     assert len(matrix["accuracy"]) == 5 and all(len(r) == 5 for r in matrix["accuracy"])
+    assert len(matrix["initial"]) == len(matrix["random_init"]) == 5
+    summary = json.loads((root / "online_uer_m100" / "summary.json").read_text())
+    acc = summary["metrics"]["avg_acc"]
+    assert summary["seeds"] == [0, 1, 2] and acc["n"] == 3 and acc["low"] <= acc["mean"] <= acc["high"]
     stream = pd.read_csv(seed_dir / "stream.csv")
     assert list(stream.columns) == ["iteration", "current_task", "eval_task", "accuracy", "loss"]
     assert stream["iteration"].max() == m["iterations"]  # online setting evaluates every iteration
@@ -33,7 +42,10 @@ def test_continual_runs_write_stream_matrix_metrics_and_mlflow_series(pipeline):
     series = client.get_metric_history(record["run_id"], "stream_acc_task0")
     assert len(series) == int((stream["eval_task"] == 0).sum())
     assert sorted(p.step for p in series) == sorted(stream.loc[stream["eval_task"] == 0, "iteration"])
-    assert client.get_run(record["run_id"]).info.status == "FINISHED"
+    run = client.get_run(record["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["avg_acc"] == pytest.approx(m["avg_acc"])  # the evaluation job logs into the run
+    assert run.data.metrics["wf10"] == pytest.approx(m["wf10"])
     pt = json.loads((root / "pt_lwf_l2" / "seed0" / "metrics.json").read_text())
     assert pt["model"] == "convnet"  # started from the digits_convnet teacher
     readme = (pipeline / "results" / "smoke" / "report" / "README.md").read_text()
@@ -46,8 +58,26 @@ def test_strategy_hyperparameter_reruns_only_that_run_and_the_report(pipeline):
     with edited(config, "ci_er: {setting: class_il, strategies: {er: {buffer: 200,",
                 "ci_er: {setting: class_il, strategies: {er: {buffer: 150,"):
         jobs = planned_jobs(pipeline)
-    assert jobs == {"continual_ci_er": 1, "report": 1, "all": 1}
+    assert jobs == {"continual_ci_er": 1, "continual_eval_ci_er": 1, "report": 1, "all": 1}
 
+
+def test_metric_code_change_reruns_the_evaluations_not_the_training(pipeline):
+    with edited(pipeline / "src" / "lifelearn" / "evaluate" / "continual_metrics.py", '"""', '""" '):
+        jobs = planned_jobs(pipeline)
+    evals = {rule for rule in jobs if rule.startswith("continual_eval_")}
+    assert evals and set(jobs) == evals | {"report", "all"}
+    assert all(count == 1 for count in jobs.values())
+
+
+def test_synthetic_replay_reads_the_distilled_set_of_its_seed(pipeline):
+    record = json.loads((pipeline / "results" / "smoke" / "continual" / "ci_synthetic_er" / "seed1"
+                         / "evaluation.json").read_text())
+    assert record["method"] == "synthetic_er" and 0.0 <= record["metrics"]["avg_acc"] <= 1.0
+    config = pipeline / "config" / "config.yaml"
+    with edited(config, "distill: {iterations: 4}", "distill: {iterations: 5}"):
+        jobs = planned_jobs(pipeline)
+    assert {"dd_distill_mtt", "continual_ci_synthetic_er", "continual_eval_ci_synthetic_er"} <= set(jobs)
+    assert "continual_ci_er" not in jobs
 
 def test_a_distilled_student_is_fine_tuned_on_a_domain_incremental_stream(pipeline):
     """pretrain -> distil (MTARD) -> continual: the stream starts from the student's weights."""
@@ -74,4 +104,5 @@ def test_distilled_student_change_reruns_the_stream_built_on_it(pipeline):
     with edited(config, "student: {channels: [4]}", "student: {channels: [6]}"):
         jobs = planned_jobs(pipeline)
     assert {"mtard_mtard", "continual_di_student_finetune", "report"} <= set(jobs)
-    assert not any(rule.startswith("continual_") and rule != "continual_di_student_finetune" for rule in jobs)
+    built_on_it = {"continual_di_student_finetune", "continual_eval_di_student_finetune"}
+    assert not any(rule.startswith("continual_") and rule not in built_on_it for rule in jobs)

@@ -175,6 +175,38 @@ def test_distill_lowers_the_matching_loss_on_a_toy_problem():
     assert out["x"].min() >= 0 and out["x"].max() <= 1 and out["lr"] > 0
 
 
+def test_an_interrupted_distillation_resumes_from_its_progress_and_ends_as_an_uninterrupted_one(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    spec = {"arch": "convnet", "channels": [4], "norm": "instance"}
+    model = build_model(spec, (1, 8, 8), 2)
+    x = torch.rand(60, 1, 8, 8)
+    y = (x[:, 0, :4].mean((1, 2)) > x[:, 0, 4:].mean((1, 2))).long()
+    traj = dd.train_expert(model, x, y, {"epochs": 4, "batch_size": 10, "lr": 0.1}, seed=0)["trajectory"]
+    s = dd.DistillSettings(ipc=2, iterations=25, syn_steps=3, expert_epochs=1, max_start_epoch=2, lr_img=1.0,
+                           lr_lr=0.01, lr_init=0.1, weight_perturbation=True, inner_momentum=True)
+    idx = dd.random_real_init(y.numpy(), 2, 2, 0)
+    clean = dd.distill(model, [traj, traj.flip(0)], x[idx], y[idx], s, seed=3)
+
+    progress, calls = tmp_path / "progress.pt", {"n": 0}
+    real_loss = dd.trajectory_loss
+
+    def dies_at_iteration_15(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 16:
+            raise KeyboardInterrupt("killed")
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(dd, "trajectory_loss", dies_at_iteration_15)
+    with pytest.raises(KeyboardInterrupt):
+        dd.distill(model, [traj, traj.flip(0)], x[idx], y[idx], s, seed=3, progress=progress)
+    assert torch.load(progress, weights_only=True)["iteration"] == dd.PROGRESS_EVERY
+    monkeypatch.setattr(dd, "trajectory_loss", real_loss)
+    resumed = dd.distill(model, [traj, traj.flip(0)], x[idx], y[idx], s, seed=3, progress=progress)
+    assert [h["iteration"] for h in resumed["history"]] == list(range(25))
+    assert resumed["history"] == clean["history"]
+    assert torch.equal(resumed["x"], clean["x"]) and resumed["lr"] == clean["lr"]
+
+
 def test_convnet_norm_option_keeps_batchnorm_by_default():
     default = build_model({"arch": "convnet", "channels": [4]}, (1, 8, 8), 3)
     assert any(isinstance(m, nn.BatchNorm2d) for m in default.modules())

@@ -1,6 +1,7 @@
 """A training job killed with SIGKILL half-way resumes from its last checkpoint on the
 rerun (epoch count continues, same MLflow run) and ends with the metrics of an
-uninterrupted run."""
+uninterrupted run: a Lightning training job (teacher pretraining, the body of every
+run_seed stage) and a dataset-distillation job (its own optimisation loop)."""
 from __future__ import annotations
 
 import json
@@ -30,12 +31,12 @@ def workflow(dest: Path) -> Path:
     return dest
 
 
-def start(workdir: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", JOB, *SMOKE], cwd=workdir,
+def start(workdir: Path, job: str = JOB) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", job, *SMOKE], cwd=workdir,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def job_pid(workdir: Path) -> int | None:
+def job_pid(workdir: Path, script: bytes = b"pretrain.py") -> int | None:
     """PID of the job's own Python process (Snakemake runs the rule's script as a child)."""
     for proc in Path("/proc").iterdir():
         try:
@@ -43,7 +44,7 @@ def job_pid(workdir: Path) -> int | None:
             cwd = os.readlink(proc / "cwd")
         except (OSError, ValueError):
             continue
-        if cwd == str(workdir) and any(part.endswith(b"pretrain.py") for part in cmd):
+        if cwd == str(workdir) and any(part.endswith(script) for part in cmd):
             return int(proc.name)
     return None
 
@@ -60,8 +61,8 @@ def kill_after_first_checkpoint(workdir: Path, proc: subprocess.Popen) -> None:
     proc.wait(timeout=120)
 
 
-def run(workdir: Path) -> str:
-    proc = start(workdir)
+def run(workdir: Path, job: str = JOB) -> str:
+    proc = start(workdir, job)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out[-3000:]
     return out
@@ -96,3 +97,49 @@ def test_killed_job_resumes_and_matches_an_uninterrupted_run(tmp_path):
     runs = client.search_runs([client.get_experiment_by_name("teachers").experiment_id])
     assert [(r.info.run_name, r.info.status) for r in runs] == [("mnist1d_convnet/seed0", "FINISHED")]
     assert len(client.get_metric_history(runs[0].info.run_id, "val_acc")) == 8
+
+
+DD_JOB = "dd_distill_mtt"
+SMOKE_DISTILL = "distill: {iterations: 4}"
+
+
+def test_killed_distillation_resumes_and_matches_an_uninterrupted_run(tmp_path):
+    def dd_workflow(dest: Path) -> Path:
+        copy_workflow(dest)
+        config = dest / "config" / "config.yaml"
+        config.write_text(config.read_text().replace(SMOKE_DISTILL, "distill: {iterations: 400}"))
+        return dest
+
+    killed, clean = dd_workflow(tmp_path / "killed"), dd_workflow(tmp_path / "clean")
+    proc = start(killed, DD_JOB)
+    synthetic = killed / "checkpoints" / "smoke" / "dataset_distillation" / "synthetic" / "mtt_ipc1"
+    deadline = time.time() + 180
+    while time.time() < deadline and not list(synthetic.glob(".work-seed0-*/progress.pt")):
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        time.sleep(0.02)
+    pid = job_pid(killed, b"dd_distill.py")
+    assert pid is not None, "job process not found"
+    os.kill(pid, signal.SIGKILL)
+    proc.wait(timeout=120)
+    assert proc.returncode != 0
+    loss = Path("results") / "smoke" / "dataset_distillation" / "mtt_ipc1" / "seed0" / "loss.csv"
+    assert not (killed / loss).exists()
+    progress = next(synthetic.glob(".work-seed0-*/progress.pt"))
+    at_kill = torch.load(progress, weights_only=True)["iteration"]
+    assert 0 < at_kill < 400
+
+    run(killed, DD_JOB)
+    run(clean, DD_JOB)
+    assert not list(synthetic.glob(".work-*"))  # the scratch state is removed once the set is written
+    assert (killed / loss).read_bytes() == (clean / loss).read_bytes()
+    x = Path("checkpoints") / "smoke" / "dataset_distillation" / "synthetic" / "mtt_ipc1" / "seed0" / "x_train.npy"
+    assert (killed / x).read_bytes() == (clean / x).read_bytes()
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{killed / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("dataset_distillation").experiment_id],
+                              filter_string="attributes.run_name = 'mtt_ipc1/seed0/distill'")
+    assert [r.info.status for r in runs] == ["FINISHED"]  # the killed attempt's run was continued
+    assert len(client.get_metric_history(runs[0].info.run_id, "loss")) == 400
+

@@ -19,7 +19,8 @@ from lifelearn.io import read_json
 from lifelearn.models import build_model
 from lifelearn.models.checkpoint import load_model
 from lifelearn.train.data import InMemoryDataModule, TensorBatches, random_crop_flip
-from lifelearn.train.fit import fit, work_dir
+from lifelearn.io import work_dir
+from lifelearn.train.fit import fit
 from lifelearn.train.module import ClassifierModule, build_optimizer, build_scheduler
 from lifelearn.train.pretrain import pretrain_teacher
 from lifelearn.train.runner import SeedOutputs

@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -75,3 +76,19 @@ def md5_tree(root: str | os.PathLike) -> str:
     for p in sorted(q for q in root.rglob("*") if q.is_file()):
         h.update(f"{p.relative_to(root).as_posix()}\0{md5_file(p)}\n".encode())
     return h.hexdigest()
+
+
+def config_hash(*parts) -> str:
+    """Short stable hash of plain config values (dicts compared by content)."""
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def work_dir(final_path: str | os.PathLike, *config_parts) -> Path:
+    """Scratch directory for one run's resumable state, beside its final output and keyed
+    by its config, so a changed config never resumes an old run."""
+    final_path = Path(final_path)
+    return final_path.parent / f".work-{final_path.stem}-{config_hash(*config_parts)}"
+
+
+def clear_work_dir(workdir: str | os.PathLike) -> None:
+    shutil.rmtree(workdir, ignore_errors=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 PROFILE = config["profile"]
 RESULTS = f"results/{PROFILE}"
 CHECKPOINTS = f"checkpoints/{PROFILE}"
+SYNTHETIC_ROOT = f"{CHECKPOINTS}/dataset_distillation/synthetic"  # <method>_ipc<n>/seed<k>/: dataset format
 REPORT_DIR = config["report"]["dir"]
 REPORT_README = f"{REPORT_DIR}/README.md"
 
@@ -17,6 +18,15 @@ def dataset_files(name):
     """The files of one prepared dataset; DVC-managed, hence ancient() for consumers
     (DVC does not keep mtimes on pull/checkout)."""
     return [ancient(f"data/{name}/{f}") for f in DATASET_FILES]
+
+
+# Jobs at the head of the longest chains (teachers -> MTARD -> continual from the student;
+# experts -> distillation -> evaluation -> synthetic replay) start first: with 2 cores the
+# many short jobs then fill the gaps instead of delaying the chains' end.
+LONG_CHAIN_PRIORITY = 10
+
+# what training jobs evaluate with; the continual metrics (evaluate/continual_*) are not in it
+MODEL_EVALUATION = ["evaluate/__init__.py", "evaluate/classification.py", "evaluate/robustness.py"]
 
 
 def code(*parts):

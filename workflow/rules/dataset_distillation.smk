@@ -20,7 +20,7 @@ def dd_expert_files(expert_set):
 
 
 def dd_synthetic_dir(method, ipc, seed):
-    return f"{DD_CKPT}/synthetic/{method}_ipc{ipc}/seed{seed}"
+    return f"{SYNTHETIC_ROOT}/{method}_ipc{ipc}/seed{seed}"
 
 
 def dd_synthetic_files(method):
@@ -60,6 +60,7 @@ for _set, _options in DD["experts"]["sets"].items():
             dataset=DD["dataset"],
             data_version=config["_provenance"]["data_version"],
         threads: config["threads"]
+        priority: LONG_CHAIN_PRIORITY
         resources:
             **TRAINING_RESOURCES,
         script:
@@ -86,6 +87,7 @@ for _method in DD_METHODS:
             seeds=DD_SEEDS,
             data_version=config["_provenance"]["data_version"],
         threads: config["threads"]
+        priority: LONG_CHAIN_PRIORITY
         resources:
             **TRAINING_RESOURCES,
         script:
@@ -96,7 +98,7 @@ for _method in DD_METHODS:
             f"dd_evaluate_{_method}"
         input:
             synthetic=dd_synthetic_files(_method),
-            code=DD_CODE + code("train", "evaluate"),
+            code=DD_CODE + code("train", *MODEL_EVALUATION),
         output:
             metrics=dd_seed_files(_method, "metrics.json"),
             history=dd_seed_files(_method, "history.csv"),

@@ -22,7 +22,7 @@ for _name, _method in MTARD["methods"].items():
         input:
             data=dataset_files(MTARD["dataset"]),
             code=code("distill/kd.py", "distill/ard.py", "distill/mtard.py", "distill/robust_students.py",
-                      "train", "models", "evaluate", "data", "tracking.py", "io.py"),
+                      "train", "models", *MODEL_EVALUATION, "data", "tracking.py", "io.py"),
             **{role: teacher_checkpoints(MTARD["teachers"][role], MTARD["seeds"])
                for role in MTARD_TEACHER_ROLES[_method["method"]]},
         output:
@@ -36,6 +36,7 @@ for _name, _method in MTARD["methods"].items():
             trainer=without_cosmetics(config["trainer"]),
             data_version=config["_provenance"]["data_version"],
         threads: config["threads"]
+        priority: LONG_CHAIN_PRIORITY
         resources:
             **TRAINING_RESOURCES,
         script:

@@ -12,7 +12,7 @@ for _name, _teacher in config["teachers"].items():
             f"pretrain_{_name}"
         input:
             data=dataset_files(_teacher["dataset"]),
-            code=code("train", "models", "evaluate", "data", "tracking.py", "io.py"),
+            code=code("train", "models", *MODEL_EVALUATION, "data", "tracking.py", "io.py"),
         output:
             checkpoints=teacher_checkpoints(_name, _teacher["seeds"]),
             metrics=seed_files("teachers", _name, _teacher["seeds"], "metrics.json"),
@@ -23,6 +23,7 @@ for _name, _teacher in config["teachers"].items():
             trainer=without_cosmetics(config["trainer"]),
             data_version=config["_provenance"]["data_version"],
         threads: config["threads"]
+        priority: LONG_CHAIN_PRIORITY
         resources:
             **TRAINING_RESOURCES,
         script:

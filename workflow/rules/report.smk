@@ -1,16 +1,21 @@
 # The report: tables, seaborn figures and the verdict on every paper claim,
 # computed from the files this run wrote. Included last: it reads REPORT_INPUTS,
-# which every stage's rule file extends.
+# which every stage's rule file extends. `snakemake --report` shows each figure with its
+# README caption, from the caption file the report job writes beside the README.
+import os
+
+FIGURE_CAPTIONS = f"{REPORT_DIR}/figure-captions.rst"
 
 
 rule report:
     output:
         readme=REPORT_README,
         claims=f"{REPORT_DIR}/claims.json",
+        captions=FIGURE_CAPTIONS,
         figures=report(
             directory(f"{REPORT_DIR}/figures"),
             patterns=["{figure}.png"],
-            caption="../report/figures.rst",
+            caption=os.path.relpath(os.path.abspath(FIGURE_CAPTIONS), workflow.current_basedir),
             category="Figures",
         ),
     input:
@@ -18,7 +23,7 @@ rule report:
         history=REPORT_INPUTS["history"],
         extra=REPORT_INPUTS["extra"],
         data_version=rules.data_version.output[0],
-        code=code("report"),
+        code=code("report", "evaluate/continual_metrics.py"),
     params:
         config={k: v for k, v in config.items() if k != "_provenance"},
     script:

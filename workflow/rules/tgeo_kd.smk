@@ -16,7 +16,7 @@ for _method, _method_cfg in _TGEO["methods"].items():
             data=dataset_files(_TGEO["dataset"]),
             teachers=teacher_checkpoints(_TGEO["teacher"], _TGEO_SEEDS),
             code=code("distill/kd.py", "distill/reweight.py", "distill/tgeo.py", "distill/tgeo_study.py",
-                      "train", "models", "evaluate", "data", "tracking.py", "io.py"),
+                      "train", "models", *MODEL_EVALUATION, "data", "tracking.py", "io.py"),
         output:
             checkpoints=[f"{CHECKPOINTS}/tgeo_kd/{_method}/seed{s}.pt" for s in _TGEO_SEEDS],
             metrics=seed_files("tgeo_kd", _method, _TGEO_SEEDS, "metrics.json"),

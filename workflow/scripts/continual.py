@@ -9,4 +9,5 @@ ctx = RunContext(prov["tracking_uri"], prov["profile"], prov["git_commit"], prov
 init = snakemake.input.get("init", [])
 run_continual(snakemake.params.name, snakemake.params.run, Path(snakemake.input.data[0]).parent,
               [Path(m).parent for m in snakemake.output.metrics], ctx,
-              init_dir=Path(init[0]).parent if init else None, threads=snakemake.threads)
+              init_dir=Path(init[0]).parent if init else None, threads=snakemake.threads,
+              synthetic_root=Path(snakemake.params.synthetic_root))

@@ -4,7 +4,10 @@
   evaluated on a fixed random subset (<= `subset` samples) of its test split, as De Lange
   et al. (ICLR 2023) do to expose the stability gap; one forward pass over the
   concatenated subsets.
-- After every task i, every task j (seen or not) on its full test split: R[i, j].
+- After every task i, every task j (seen or not) on its full test split: R[i, j]; the
+  same before training (`initial`) and for a randomly initialised network of the same
+  architecture (`random_init`, the baseline b_j of FWT).
+The metrics over these records are in lifelearn.evaluate.continual_metrics.
 The raw stream is kept as tidy rows (iteration, current_task, eval_task, accuracy, loss).
 """
 from __future__ import annotations
@@ -16,31 +19,6 @@ import torch
 import torch.nn.functional as F
 
 from lifelearn.continual.scenarios import Scenario
-
-
-def accuracy_metrics(R: np.ndarray) -> dict[str, float]:
-    """Summary of an accuracy matrix R[i, j] (T x T; row i = after training task i).
-
-    avg_acc = mean_j R[T, j]; avg_incremental_acc = mean_i mean_{j<=i} R[i, j];
-    forgetting (Chaudhry et al. 2018) = mean_{j<T} (max_{l<T} R[l, j] - R[T, j]);
-    bwt (Lopez-Paz & Ranzato 2017) = mean_{j<T} (R[T, j] - R[j, j]) (T = last row).
-    """
-    T = R.shape[0]
-    out = {"avg_acc": float(R[-1].mean()),
-           "avg_incremental_acc": float(np.mean([R[i, :i + 1].mean() for i in range(T)]))}
-    if T > 1:
-        out["forgetting"] = float(np.mean([R[:T - 1, j].max() - R[T - 1, j] for j in range(T - 1)]))
-        out["bwt"] = float(np.mean([R[T - 1, j] - R[j, j] for j in range(T - 1)]))
-    return out
-
-
-def min_acc(rows: list[dict], n_tasks: int) -> float | None:
-    """min-ACC (De Lange et al. 2023): per finished task j < T, the lowest stream accuracy
-    after its training ended (evaluations while a later task trains); mean over j."""
-    lows = [min((r["accuracy"] for r in rows if r["eval_task"] == j and r["current_task"] > j), default=None)
-            for j in range(n_tasks - 1)]
-    lows = [v for v in lows if v is not None]
-    return float(np.mean(lows)) if lows else None
 
 
 class ContinualEvaluator:
@@ -59,19 +37,21 @@ class ContinualEvaluator:
         T = scenario.n_tasks
         self.R = np.full((T, T), np.nan)
         self.L = np.full((T, T), np.nan)
+        self.initial = self.random_init = np.full(T, np.nan)
         self.rows: list[dict] = []
         self.seconds = 0.0
 
     @torch.no_grad()
-    def _scores(self, learner, x, y, t) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-sample correctness and CE loss, in eval mode, batched."""
-        model = learner.model
+    def _scores(self, learner, x, y, t, model=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample correctness and CE loss of `model` (default: the learner's), in
+        eval mode, batched; logits masked as the learner masks them."""
+        model = learner.model if model is None else model
         was = model.training
         model.eval()
         try:
             correct, losses = [], []
             for i in range(0, len(y), self.batch):
-                out = learner.logits(x[i:i + self.batch], t[i:i + self.batch])
+                out = learner.mask(model(x[i:i + self.batch]), t[i:i + self.batch])
                 yb = y[i:i + self.batch]
                 correct.append(out.argmax(1) == yb)
                 losses.append(F.cross_entropy(out, yb, reduction="none"))
@@ -92,19 +72,22 @@ class ContinualEvaluator:
                               "loss": float(losses[a:b].mean())})
         self.seconds += time.perf_counter() - start
 
-    def after_task(self, learner) -> None:
-        start = time.perf_counter()
-        i = learner.current_task
+    def full_test(self, learner, model=None) -> tuple[np.ndarray, np.ndarray]:
+        """Accuracy and mean CE loss on every task's full test split."""
+        acc, loss = np.zeros(self.scenario.n_tasks), np.zeros(self.scenario.n_tasks)
         for task in self.scenario.tasks:
             t = torch.full((len(task.y_test),), task.task_id, dtype=torch.long)
-            correct, losses = self._scores(learner, task.x_test, task.y_test, t)
-            self.R[i, task.task_id] = float(correct.mean())
-            self.L[i, task.task_id] = float(losses.mean())
-        self.seconds += time.perf_counter() - start
+            correct, losses = self._scores(learner, task.x_test, task.y_test, t, model)
+            acc[task.task_id], loss[task.task_id] = float(correct.mean()), float(losses.mean())
+        return acc, loss
 
-    def metrics(self) -> dict[str, float]:
-        out = accuracy_metrics(self.R)
-        low = min_acc(self.rows, self.scenario.n_tasks)
-        if low is not None:
-            out["min_acc"] = low
-        return out
+    def before_training(self, learner, random_model=None) -> None:
+        """Row "before training" and the random-initialisation baseline (`random_model`;
+        None: the learner's own start is the random initialisation)."""
+        self.initial = self.full_test(learner)[0]
+        self.random_init = self.initial if random_model is None else self.full_test(learner, random_model)[0]
+
+    def after_task(self, learner) -> None:
+        start = time.perf_counter()
+        self.R[learner.current_task], self.L[learner.current_task] = self.full_test(learner)
+        self.seconds += time.perf_counter() - start

@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 SPLIT_SEED = 0
 
@@ -13,6 +12,8 @@ def stratified_split(y: np.ndarray, held_out: int | float, seed: int = SPLIT_SEE
     """Indices (kept, held) of a stratified split of `y`; `held_out` is a count or a
     fraction as in train_test_split. Both index arrays are sorted, so each split
     keeps the source order."""
+    from sklearn.model_selection import train_test_split  # lazy: ~1 s a job that only loads data
+
     kept, held = train_test_split(np.arange(len(y)), test_size=held_out, stratify=y, random_state=seed)
     return np.sort(kept), np.sort(held)
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -41,12 +42,14 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
+from lifelearn.io import atomic_path
 from lifelearn.models import build_model
 
 SWITCHES = ("representative_init", "balanced_loss", "intermediate_matching", "weight_perturbation", "inner_momentum")
 INNER_MOMENTUM = 0.9
 PERTURBATION_ALPHA = 1.0
 INTERMEDIATE_WEIGHT = 1.0
+PROGRESS_EVERY = 10  # iterations between saved distillation states (resume after a kill)
 CLIP_START, CLIP_STEP, CLIP_EPOCHS = 0.5, 0.05, 10
 
 
@@ -258,12 +261,26 @@ class DistillSettings:
     inner_momentum: bool = False
 
 
+def save_progress(path: Path, state: dict) -> None:
+    """Write the distillation state atomically (a kill leaves the previous one intact)."""
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(state, tmp)
+
+
+def load_progress(path: Path | None) -> dict | None:
+    return torch.load(path, weights_only=True) if path is not None and Path(path).exists() else None
+
+
 def distill(model: nn.Module, trajectories: list[torch.Tensor], x_init: torch.Tensor, y_syn: torch.Tensor,
-            s: DistillSettings, seed: int) -> dict:
+            s: DistillSettings, seed: int, progress: Path | None = None) -> dict:
     """Optimise synthetic images (initialised at `x_init`) and log(alpha) by trajectory matching.
 
     `model` only supplies the architecture (its parameters are replaced by the expert's);
     returns {"x": images, "lr": alpha, "history": [{iteration, loss, lr, expert, start_epoch}]}.
+    With `progress`, the whole state (images, step size, both optimisers, the sampling
+    generator, the loss history) is saved there every PROGRESS_EVERY iterations, and a
+    run finding that file continues from it: a killed job resumes where it stopped and
+    ends as an uninterrupted one would.
     """
     max_start = min(s.max_start_epoch, min(len(t) for t in trajectories) - 1 - s.expert_epochs)
     if max_start < 1:
@@ -276,8 +293,17 @@ def distill(model: nn.Module, trajectories: list[torch.Tensor], x_init: torch.Te
     opt_img = torch.optim.SGD([x_syn], lr=s.lr_img, momentum=0.5)
     opt_lr = torch.optim.SGD([log_lr], lr=s.lr_lr, momentum=0.5)
     momentum = INNER_MOMENTUM if s.inner_momentum else 0.0
-    history = []
-    for it in range(s.iterations):
+    history, first = [], 0
+    state = load_progress(progress)
+    if state is not None:
+        with torch.no_grad():
+            x_syn.copy_(state["x"])
+            log_lr.copy_(state["log_lr"])
+        opt_img.load_state_dict(state["opt_img"])
+        opt_lr.load_state_dict(state["opt_lr"])
+        gen.set_state(state["generator"])
+        history, first = list(state["history"]), int(state["iteration"])
+    for it in range(first, s.iterations):
         e = int(torch.randint(len(trajectories), (1,), generator=gen))
         t = int(torch.randint(max_start, (1,), generator=gen))  # t < max_start_epoch
         traj = trajectories[e]
@@ -298,6 +324,10 @@ def distill(model: nn.Module, trajectories: list[torch.Tensor], x_init: torch.Te
             x_syn.clamp_(0.0, 1.0)
         history.append({"iteration": it, "loss": loss.item(), "lr": log_lr.exp().item(),
                         "expert": e, "start_epoch": t})
+        if progress is not None and (it + 1) % PROGRESS_EVERY == 0 and it + 1 < s.iterations:
+            save_progress(progress, {"iteration": it + 1, "x": x_syn.detach(), "log_lr": log_lr.detach(),
+                                     "opt_img": opt_img.state_dict(), "opt_lr": opt_lr.state_dict(),
+                                     "generator": gen.get_state(), "history": history})
     return {"x": x_syn.detach(), "lr": float(log_lr.detach().exp()), "history": history}
 
 

@@ -23,7 +23,7 @@ import torch
 from lifelearn.data import load_dataset
 from lifelearn.data.arrays import SPLITS, write_dataset
 from lifelearn.distill import dataset_distillation as dd
-from lifelearn.io import atomic_path, load_npy, md5_tree, read_json, write_json
+from lifelearn.io import atomic_path, clear_work_dir, load_npy, md5_file, md5_tree, read_json, work_dir, write_json
 from lifelearn.models import build_model
 from lifelearn.tracking import RunContext, tracked_run
 
@@ -127,6 +127,7 @@ def distill_method(method: str, cfg: dict, seeds: list[int], data_dir: str | os.
     for ipc_cfg in cfg["ipc"]:  # fail before any work or MLflow run
         dd.check_ipc(ds.y_train, ipc_cfg["ipc"], ds.num_classes, ds.name)
     x, y = torch.as_tensor(ds.x_train), torch.as_tensor(ds.y_train)
+    expert_md5s = [md5_file(p) for p in expert_paths]
     out = []
     for ipc_cfg in cfg["ipc"]:
         ipc = ipc_cfg["ipc"]
@@ -135,7 +136,13 @@ def distill_method(method: str, cfg: dict, seeds: list[int], data_dir: str | os.
             tags = {"stage": "dd_distill", "method": method, "name": name, "dataset": ds.name,
                     "model": cfg["model"]["arch"], "seed": seed, "dataset_md5": md5_tree(data_dir)}
             params = {"ipc": ipc_cfg, "method": method_cfg or {}, "distill": cfg.get("distill", {}), "seed": seed}
-            with tracked_run(ctx, STUDY, f"{name}/seed{seed}/distill", tags, params) as run:
+            # keyed by everything the result depends on: a changed config, expert or data never resumes
+            work = work_dir(synthetic_dirs[(ipc, seed)], params, expert_md5s, tags["dataset_md5"])
+            run_file = work / "mlflow_run_id"
+            resume_id = run_file.read_text().strip() if run_file.exists() else None
+            with tracked_run(ctx, STUDY, f"{name}/seed{seed}/distill", tags, params, resume_run_id=resume_id) as run:
+                work.mkdir(parents=True, exist_ok=True)
+                run_file.write_text(run.run_id)
                 torch.manual_seed(seed)
                 init = "random_real"
                 if method_cfg is not None and method_cfg["representative_init"]:
@@ -151,7 +158,8 @@ def distill_method(method: str, cfg: dict, seeds: list[int], data_dir: str | os.
                     x_syn, lr, history = x[idx], cfg["experts"]["train"]["lr"], []
                 else:
                     model = dd.expert_model(payload, ds.mean, ds.std)
-                    result = dd.distill(model, trajectories, x[idx], y[idx], settings(cfg, ipc_cfg, method_cfg), seed)
+                    result = dd.distill(model, trajectories, x[idx], y[idx], settings(cfg, ipc_cfg, method_cfg), seed,
+                                        progress=work / "progress.pt")
                     x_syn, lr, history = result["x"], result["lr"], result["history"]
                 seconds = time.perf_counter() - start
                 about = {"method": method, "ipc": ipc, "seed": seed, "init": init, "init_indices": idx.tolist(),
@@ -167,7 +175,8 @@ def distill_method(method: str, cfg: dict, seeds: list[int], data_dir: str | os.
                 for f in ("x_train.npy", "y_train.npy", "meta.json"):
                     run.log_artifact(target / f, "synthetic")
                 run.log_artifact(loss_paths[(ipc, seed)])
-                out.append({"name": name, "seed": seed, "lr": lr, "seconds": seconds})
+            clear_work_dir(work)
+            out.append({"name": name, "seed": seed, "lr": lr, "seconds": seconds})
     return out
 
 

@@ -1,1 +1,2 @@
-"""Evaluation: classification metrics (and, in later stages, robustness and continual metrics)."""
+"""Evaluation: classification and robustness metrics of trained models, and the continual-learning
+metrics over accuracy matrices and evaluation streams (continual_metrics, continual_stage)."""

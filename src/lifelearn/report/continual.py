@@ -1,7 +1,8 @@
-"""Report section of the `continual` study (stage "continual"): per setting a table of
-final average accuracy, forgetting, BWT and min-ACC (mean ± std over seeds), the mean
-accuracy matrices as heat-maps, and the continual-evaluation stream (per-task accuracy
-against the training iteration, task boundaries dashed)."""
+"""Report section of the `continual` study (stage "continual"): per setting two tables of
+the metrics of lifelearn.evaluate.continual_metrics (mean ± std over seeds), the method
+comparison with 95% intervals, the mean accuracy matrices as heat-maps, the
+continual-evaluation stream (per-task accuracy against the iteration, task boundaries
+dashed) and the stability gap (old-task accuracy aligned at each task switch)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,15 +16,28 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from lifelearn.io import read_json  # noqa: E402
-from lifelearn.report.figures import _save  # noqa: E402
+from lifelearn.report.figures import BAND, _save, t_interval  # noqa: E402
 
-FORMULAS = (
-    "R[i, j] is the test accuracy on task j after training task i (T tasks, full test split). "
-    "ACC = mean_j R[T, j]; forgetting (Chaudhry et al. 2018) = mean over j < T of "
-    "(max_{l<T} R[l, j] - R[T, j]); BWT = mean over j < T of (R[T, j] - R[j, j]); "
-    "min-ACC (De Lange et al. 2023) = mean over finished tasks of the lowest accuracy in the "
-    "continual-evaluation stream (fixed test subset of <= 1000 samples, every k iterations) "
-    "after the task's training ended."
+INTRO = (
+    "R[i, j] is the test accuracy on task j after training task i (full test split); the stream is "
+    "the accuracy of every seen task on a fixed test subset every k iterations. Every metric is "
+    "defined in [Metric definitions](#metric-definitions); accuracies in %, transfer contrasts in "
+    "[-1, 1], iterations as counted by the stream. The lifelong-learning metrics compare each run "
+    "with the setting's single-task experts (`*_single_task`: the model restarts from its start "
+    "before every task)."
+)
+ACCURACY_COLUMNS = [("ACC", "avg_acc", 100), ("AIA", "avg_incremental_acc", 100), ("forgetting", "forgetting", 100),
+                    ("BWT", "bwt", 100), ("FWT", "fwt", 100), ("min-ACC", "min_acc", 100), ("WC-ACC", "wc_acc", 100)]
+DYNAMICS_COLUMNS = [("gap depth", "gap_depth", 100), ("gap drop", "gap_drop", 100),
+                    ("recovery", "gap_recovery", 100), ("iters to half recovery", "gap_recover_iters", 1),
+                    ("WF^10", "wf10", 100), ("WP^10", "wp10", 100), ("PM", "perf_maintenance", 100),
+                    ("FT", "forward_transfer", 1), ("BT", "backward_transfer", 1),
+                    ("rel. to expert", "relative_to_expert", 1), ("sample eff.", "sample_efficiency", 1)]
+SYNTHETIC_NOTE = (
+    "`synthetic_er` replays the dataset-distillation study's synthetic set of the same seed "
+    "(only the classes already trained) instead of raw exemplars. That set was distilled once from "
+    "the whole training split, so it carries information about classes before the stream reaches "
+    "them; compare it with ER holding the same number of raw images."
 )
 
 
@@ -107,22 +121,109 @@ def stream_curves(groups: dict[str, list[str]], path: Path) -> Path:
     return _save(fig, path)
 
 
+def switch_aligned(stream: pd.DataFrame) -> pd.DataFrame:
+    """Old-task accuracy around each task switch: for switch to task i and old task j < i,
+    rows (since_switch, delta) with delta = a_j(t) - a_j at the last evaluation before
+    the switch, for the evaluations while task i trains (since_switch = 1 at its first)."""
+    s = stream.sort_values(["iteration", "eval_task"], kind="stable")
+    rows = []
+    for i in sorted(s["current_task"].unique())[1:]:
+        during = s[(s["current_task"] == i) & (s["eval_task"] < i)]
+        before = s[s["current_task"] == i - 1]
+        if during.empty or before.empty:
+            continue
+        start = s.loc[s["current_task"] == i, "iteration"].min()
+        pre = before.groupby("eval_task")["accuracy"].last()
+        d = during[during["eval_task"].isin(pre.index)]
+        rows.append(pd.DataFrame({"since_switch": d["iteration"] - start + 1,
+                                  "delta": d["accuracy"].to_numpy() - pre.loc[d["eval_task"]].to_numpy()}))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["since_switch", "delta"])
+
+
+def gap_curves(groups: dict[str, list[str]], path: Path) -> Path:
+    """Mean change of old-task accuracy (%) against iterations since a task switch, per run
+    (mean over switches, old tasks and seeds; band: t-interval over seeds), cut at the
+    shortest task of the first seed."""
+    frames = []
+    for name in sorted(groups):
+        for seed_dir in groups[name]:
+            stream = pd.read_csv(Path(seed_dir) / "stream.csv")
+            aligned = switch_aligned(stream)
+            if aligned.empty:
+                continue
+            lengths = stream.groupby("current_task")["iteration"].agg(lambda it: it.max() - it.min() + 1)
+            aligned = aligned[aligned["since_switch"] <= lengths.iloc[1:].min()]
+            frames.append(aligned.groupby("since_switch", as_index=False)["delta"].mean()
+                          .assign(run=name, seed_dir=seed_dir))
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    if frames:
+        data = pd.concat(frames, ignore_index=True).assign(delta=lambda d: d["delta"] * 100)
+        sns.lineplot(data=data, x="since_switch", y="delta", hue="run", hue_order=sorted(data["run"].unique()),
+                     errorbar=t_interval, ax=ax, lw=0.9)
+        ax.legend(fontsize=6, ncol=2)
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.set_xlabel("iterations since the task switch")
+    ax.set_ylabel("old-task accuracy change (points)")
+    return _save(fig, path)
+
+
+def comparison(df: pd.DataFrame, path: Path, metrics=(("avg_acc", "ACC (%)"), ("min_acc", "min-ACC (%)"))) -> Path:
+    """Per run: mean with its 95% t-interval (black) and the seeds (blue), one panel per metric."""
+    order = sorted(df["name"].unique())
+    fig, axes = _panels(len(metrics), len(metrics), (max(3.5, 0.75 * len(order) + 1.5), 3.6))
+    for ax, (metric, label) in zip(axes.flat, metrics):
+        data = df.assign(value=df[metric] * 100) if metric in df else df.assign(value=np.nan)
+        if data["value"].notna().any():
+            sns.pointplot(data=data, x="name", y="value", order=order, errorbar=t_interval, color="black",
+                          linestyle="none", markers="D", markersize=4, capsize=0.15, ax=ax)
+            pos = data["name"].map({n: i for i, n in enumerate(order)}) + 0.2
+            ax.scatter(pos, data["value"], s=10, color="tab:blue", alpha=0.7, zorder=3)
+        ax.set_xlim(-0.5, len(order) - 0.5)
+        ax.set_xlabel("")
+        ax.set_ylabel(label)
+        ax.tick_params(axis="x", labelrotation=35, labelsize=7)
+    return _save(fig, path)
+
+
+def _table(groups, columns) -> list[list]:
+    """Rows [run, seeds, mean ± std per column]; percentages with 2 decimals, others 3."""
+    from lifelearn.report.writer import _col, mean_std
+
+    rows = []
+    for name, g in groups:
+        row = [name, len(g)]
+        for _, metric, scale in columns:
+            row.append(mean_std(_col(g, metric), scale, "{:.2f}" if scale == 100 else "{:.3f}"))
+        rows.append(row)
+    return rows
+
+
 def continual_section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config: dict) -> str:
-    from lifelearn.report.writer import _col, _figure, _num, md_table, mean_std  # writer imports this module
+    from lifelearn.report.writer import _col, _figure, _num, md_table  # writer imports this module
 
     study = df["study"].iloc[0]
     df = df.assign(setting=[_setting_of(config, n) for n in df["name"]])
-    parts = ["## Continual fine-tuning", FORMULAS]
-    header = ["run", "seeds", "ACC (%)", "forgetting (%)", "BWT (%)", "min-ACC (%)", "train steps/s"]
+    parts = ["## Continual fine-tuning", INTRO]
     for setting, sub in df.groupby("setting", sort=True):
-        rows = [[name, len(g), mean_std(_col(g, "avg_acc"), 100), mean_std(_col(g, "forgetting"), 100),
-                 mean_std(_col(g, "bwt"), 100), mean_std(_col(g, "min_acc"), 100),
-                 _num(_col(g, "steps_per_second").mean(), "{:.0f}")]
-                for name, g in sub.groupby("name", sort=True)]
-        groups = {name: sorted(g["result_dir"]) for name, g in sub.groupby("name", sort=True)}
-        parts += [f"### Setting `{setting}`", _describe(config, setting), md_table(header, rows)]
-        if "teacher:" in _describe(config, setting):
+        by_run = list(sub.groupby("name", sort=True))
+        groups = {name: sorted(g["result_dir"]) for name, g in by_run}
+        described = _describe(config, setting)
+        parts += [f"### Setting `{setting}`", described,
+                  "Accuracy (%), mean ± std over seeds:",
+                  md_table(["run", "seeds", *(c[0] for c in ACCURACY_COLUMNS), "train steps/s"],
+                           [row + [_num(_col(g, "steps_per_second").mean(), "{:.0f}")]
+                            for row, (_, g) in zip(_table(by_run, ACCURACY_COLUMNS), by_run)]),
+                  "Stability gap, windowed forgetting / plasticity (points of accuracy) and lifelong-learning "
+                  "metrics (PM in points; FT, BT as contrasts; relative performance and sample efficiency "
+                  "as ratios to the single-task experts), mean ± std over seeds:",
+                  md_table(["run", "seeds", *(c[0] for c in DYNAMICS_COLUMNS)], _table(by_run, DYNAMICS_COLUMNS))]
+        if "teacher:" in described:
             parts.append(PRETRAINED_NOTE)
+        if any("synthetic_er" in n for n in groups):
+            parts.append(SYNTHETIC_NOTE)
+        rel = f"figures/{study}-{setting}-comparison.png"
+        comparison(sub, out_dir / rel)
+        parts.append(_figure(rel, f"Final average accuracy and min-ACC per run; black: mean and {BAND}; blue: seeds"))
         rel = f"figures/{study}-{setting}-accuracy-matrix.png"
         heatmaps(groups, out_dir / rel)
         parts.append(_figure(rel, "Mean accuracy matrix R[i, j] (%) over seeds per run"))
@@ -130,4 +231,9 @@ def continual_section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, confi
         stream_curves(groups, out_dir / rel)
         parts.append(_figure(rel, "Continual evaluation: accuracy of each seen task on its fixed test "
                                   "subset against the training iteration (mean over seeds); dashed: task switches"))
+        rel = f"figures/{study}-{setting}-stability-gap.png"
+        gap_curves(groups, out_dir / rel)
+        parts.append(_figure(rel, "Stability gap: change of the old tasks' accuracy against the iterations since "
+                                  "a task switch, relative to their last evaluation before it (mean over switches "
+                                  f"and old tasks; line: mean over seeds, band: {BAND})"))
     return "\n\n".join(p for p in parts if p)

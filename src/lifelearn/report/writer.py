@@ -6,6 +6,7 @@ README that exists belongs to a finished report. Text depends only on the inputs
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -162,9 +163,58 @@ def provenance_section(config: dict, df: pd.DataFrame, data_version: dict | None
     ])
 
 
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def contents(sections: list[str]) -> str:
+    """Links to every '## ' heading of `sections`, in order."""
+    headings = [line[3:] for part in sections for line in part.splitlines() if line.startswith("## ")]
+    return "**Contents:** " + " · ".join(f"[{h}](#{_anchor(h)})" for h in headings)
+
+
+def definitions_section(config: dict) -> str:
+    """Every metric of the report: the continual ones as formulas (from the code that
+    computes them), the others in words."""
+    from lifelearn.evaluate.continual_metrics import metric_definitions
+
+    windows = (config.get("evaluation") or {}).get("windows", [10, 100])
+    lines = ["## Metric definitions", "",
+             "Classification: **test acc** = accuracy on the held-out test split of the last epoch (no "
+             "selection on test); **PGD acc** = accuracy under an L-inf PGD attack; **weighted robust "
+             "acc** = (clean + PGD) / 2. Continual learning (lifelearn.evaluate.continual_metrics; T tasks, "
+             "R_{i,j} accuracy on task j after task i, a_j(t) stream accuracy of task j at iteration t, "
+             "b_j accuracy of a random initialisation, LL / STE the run / the single-task expert):", ""]
+    lines += [f"- `{key}`: ${formula}$" for key, formula in metric_definitions(windows).items()]
+    return "\n".join(lines)
+
+
+FIGURE = re.compile(r"^!\[(?P<stem>[^\]]+)\]\(figures/[^)]+\)\n\n\*(?P<caption>.+?)\.\*$", re.MULTILINE)
+
+
+def figure_captions(text: str) -> dict[str, str]:
+    """{figure stem: caption} of every figure in a README written by this module."""
+    return {m["stem"]: m["caption"] for m in FIGURE.finditer(text)}
+
+
+def captions_rst(captions: dict[str, str]) -> str:
+    """The caption file of `snakemake --report` (Jinja over RST): the README's caption of
+    the figure being rendered, verbatim."""
+    blocks = [f'{{% if snakemake.wildcards.figure == "{stem}" %}}{{% raw %}}{_rst_escape(text)}.{{% endraw %}}{{% endif %}}'
+              for stem, text in sorted(captions.items())]
+    return "\n".join(blocks) + "\n"
+
+
+def _rst_escape(text: str) -> str:
+    return re.sub(r"([\\`*_|])", r"\\\1", text)
+
+
 def write_report(config: dict, metric_paths, history_paths, data_version_path,
-                 out_dir: str | Path) -> Path:
-    """Write out_dir/figures/*.png, out_dir/claims.json and, last, out_dir/README.md."""
+                 out_dir: str | Path, captions_path: str | Path | None = None) -> Path:
+    """Write out_dir/figures/*.png, out_dir/claims.json, the figure captions for
+    `snakemake --report` (`captions_path`) and, last, out_dir/README.md."""
     out_dir = Path(out_dir)
     metric_paths, history_paths = list(metric_paths), list(history_paths)
     df = load_results(metric_paths)
@@ -173,12 +223,12 @@ def write_report(config: dict, metric_paths, history_paths, data_version_path,
     commits = sorted({read_json(p).get("git_commit") or "unknown" for p in metric_paths})
     write_json(out_dir / "claims.json", claims)
     data_version = None if data_version_path is None else read_json(data_version_path)
-    text = "\n\n".join([
-        f"# lifelearn report: profile `{config.get('profile', 'unknown')}`",
-        claims_section(claims),
-        *study_sections(df, hist, out_dir, config),
-        provenance_section(config, df, data_version, commits),
-    ]) + "\n"
+    sections = [claims_section(claims), *study_sections(df, hist, out_dir, config),
+                definitions_section(config), provenance_section(config, df, data_version, commits)]
+    text = "\n\n".join([f"# lifelearn report: profile `{config.get('profile', 'unknown')}`",
+                         contents(sections), *sections]) + "\n"
+    if captions_path is not None:
+        write_text(captions_path, captions_rst(figure_captions(text)))
     readme = out_dir / "README.md"
     write_text(readme, text)
     return readme

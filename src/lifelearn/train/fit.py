@@ -1,27 +1,11 @@
 """Run a Lightning fit that resumes from its own last checkpoint after a kill."""
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
-
-
-def config_hash(*parts) -> str:
-    """Short stable hash of plain config values (dicts compared by content)."""
-    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def work_dir(final_path: str | os.PathLike, *config_parts) -> Path:
-    """Scratch directory for one training run's resumable state, beside its final
-    checkpoint and keyed by its config, so a changed config never resumes an old run."""
-    final_path = Path(final_path)
-    return final_path.parent / f".work-{final_path.stem}-{config_hash(*config_parts)}"
 
 
 def make_trainer(max_epochs: int, workdir: Path, logger, trainer_cfg: dict) -> pl.Trainer:
@@ -57,7 +41,3 @@ def fit(module: pl.LightningModule, datamodule: pl.LightningDataModule, max_epoc
         # spawned ranks (ddp_spawn) send back the weights, not Python attributes
         module.history = list(torch.load(last, map_location="cpu", weights_only=True)["history"])
     return trainer
-
-
-def clear_work_dir(workdir: Path) -> None:
-    shutil.rmtree(workdir, ignore_errors=True)

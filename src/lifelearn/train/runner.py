@@ -18,12 +18,12 @@ import pytorch_lightning as pl
 
 from lifelearn.data import load_dataset
 from lifelearn.evaluate.classification import evaluate_classifier
-from lifelearn.io import atomic_path, md5_tree, write_json
+from lifelearn.io import atomic_path, clear_work_dir, md5_tree, work_dir, write_json
 from lifelearn.models import build_model
 from lifelearn.models.checkpoint import save_model
 from lifelearn.tracking import RunContext, tracked_run
 from lifelearn.train.data import InMemoryDataModule
-from lifelearn.train.fit import clear_work_dir, fit, work_dir
+from lifelearn.train.fit import fit
 
 
 @dataclass(frozen=True)
