@@ -159,13 +159,18 @@ def test_expert_file_is_compact_and_loads_weights_only(tmp_path):
     assert all(t.shape[0] == 4 for t in payload["trajectory"].values())
 
 
-def test_distill_lowers_the_matching_loss_on_a_toy_problem():
+def _toy_expert():
+    """A 2-class toy problem on 8x8 inputs, its instance-norm ConvNet and a 4-epoch expert."""
     torch.manual_seed(0)
-    spec = {"arch": "convnet", "channels": [4], "norm": "instance"}
-    model = build_model(spec, (1, 8, 8), 2)
+    model = build_model({"arch": "convnet", "channels": [4], "norm": "instance"}, (1, 8, 8), 2)
     x = torch.rand(60, 1, 8, 8)
     y = (x[:, 0, :4].mean((1, 2)) > x[:, 0, 4:].mean((1, 2))).long()
     traj = dd.train_expert(model, x, y, {"epochs": 4, "batch_size": 10, "lr": 0.1}, seed=0)["trajectory"]
+    return model, x, y, traj
+
+
+def test_distill_lowers_the_matching_loss_on_a_toy_problem():
+    model, x, y, traj = _toy_expert()
     s = dd.DistillSettings(ipc=2, iterations=30, syn_steps=5, expert_epochs=1, max_start_epoch=1,
                            lr_img=1.0, lr_lr=0.01, lr_init=0.1)
     idx = dd.random_real_init(y.numpy(), 2, 2, 0)
@@ -176,12 +181,7 @@ def test_distill_lowers_the_matching_loss_on_a_toy_problem():
 
 
 def test_an_interrupted_distillation_resumes_from_its_progress_and_ends_as_an_uninterrupted_one(tmp_path, monkeypatch):
-    torch.manual_seed(0)
-    spec = {"arch": "convnet", "channels": [4], "norm": "instance"}
-    model = build_model(spec, (1, 8, 8), 2)
-    x = torch.rand(60, 1, 8, 8)
-    y = (x[:, 0, :4].mean((1, 2)) > x[:, 0, 4:].mean((1, 2))).long()
-    traj = dd.train_expert(model, x, y, {"epochs": 4, "batch_size": 10, "lr": 0.1}, seed=0)["trajectory"]
+    model, x, y, traj = _toy_expert()
     s = dd.DistillSettings(ipc=2, iterations=25, syn_steps=3, expert_epochs=1, max_start_epoch=2, lr_img=1.0,
                            lr_lr=0.01, lr_init=0.1, weight_perturbation=True, inner_momentum=True)
     idx = dd.random_real_init(y.numpy(), 2, 2, 0)

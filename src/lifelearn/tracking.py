@@ -115,6 +115,12 @@ class RunContext:
     data_version: str = "unknown"
     extra_tags: dict = field(default_factory=dict)
 
+    @classmethod
+    def from_provenance(cls, provenance: dict) -> "RunContext":
+        """The context the Snakefile resolved once per invocation (config["_provenance"])."""
+        return cls(provenance["tracking_uri"], provenance["profile"], provenance["git_commit"],
+                   provenance["data_version"])
+
     def tags(self, **job_tags) -> dict[str, str]:
         base = {"profile": self.profile, "git_commit": self.git_commit, "data_version": self.data_version}
         return {k: str(v) for k, v in {**base, **self.extra_tags, **job_tags}.items()}

@@ -4,8 +4,7 @@ from pathlib import Path
 from lifelearn.continual.stage import run_continual
 from lifelearn.tracking import RunContext
 
-prov = snakemake.config["_provenance"]
-ctx = RunContext(prov["tracking_uri"], prov["profile"], prov["git_commit"], prov["data_version"])
+ctx = RunContext.from_provenance(snakemake.config["_provenance"])
 init = snakemake.input.get("init", [])
 run_continual(snakemake.params.name, snakemake.params.run, Path(snakemake.input.data[0]).parent,
               [Path(m).parent for m in snakemake.output.metrics], ctx,

@@ -4,8 +4,7 @@ from pathlib import Path
 from lifelearn.distill.dataset_distillation_stages import distill_method
 from lifelearn.tracking import RunContext
 
-prov = snakemake.config["_provenance"]
-ctx = RunContext(prov["tracking_uri"], prov["profile"], prov["git_commit"], prov["data_version"])
+ctx = RunContext.from_provenance(snakemake.config["_provenance"])
 p = snakemake.params
 cfg = {**p.shared, "experts": {"train": {"lr": p.shared["expert_lr"]}},
        "methods": {} if p.method_cfg is None else {p.method: p.method_cfg}}

@@ -4,8 +4,7 @@ from pathlib import Path
 from lifelearn.distill.dataset_distillation_stages import evaluate_method
 from lifelearn.tracking import RunContext
 
-prov = snakemake.config["_provenance"]
-ctx = RunContext(prov["tracking_uri"], prov["profile"], prov["git_commit"], prov["data_version"])
+ctx = RunContext.from_provenance(snakemake.config["_provenance"])
 p = snakemake.params
 cfg = {"evaluation": p.evaluation, "model": p.model, "ipc": [{"ipc": i} for i in p.ipcs]}
 keys = [(ipc, seed) for ipc in p.ipcs for seed in p.seeds]

@@ -4,8 +4,7 @@ from pathlib import Path
 from lifelearn.distill.dataset_distillation_stages import train_experts
 from lifelearn.tracking import RunContext
 
-prov = snakemake.config["_provenance"]
-ctx = RunContext(prov["tracking_uri"], prov["profile"], prov["git_commit"], prov["data_version"])
+ctx = RunContext.from_provenance(snakemake.config["_provenance"])
 p = snakemake.params
 cfg = {"model": p.model, "experts": {**p.experts, "sets": {p.expert_set: p.options}}}
 train_experts(p.expert_set, cfg, Path(snakemake.input.data[0]).parent, list(snakemake.output.experts),

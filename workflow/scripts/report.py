@@ -9,7 +9,7 @@ config = snakemake.params.config
 out_dir = Path(snakemake.output.readme).parent
 readme = write_report(config, snakemake.input.metrics, snakemake.input.history,
                       snakemake.input.data_version, out_dir, snakemake.output.captions)
-ctx = RunContext(prov["tracking_uri"], prov["profile"], prov["git_commit"], prov["data_version"])
+ctx = RunContext.from_provenance(prov)
 with tracked_run(ctx, "report", f"report/{prov['profile']}", {"stage": "report"}, {"claims": len(config["claims"])}) as run:
     run.log_artifact(readme)
     run.log_artifact(snakemake.output.claims)

@@ -5,8 +5,7 @@ from lifelearn.distill.tgeo_study import run_method
 from lifelearn.tracking import RunContext
 from lifelearn.train.runner import SeedOutputs
 
-prov = snakemake.config["_provenance"]
-ctx = RunContext(prov["tracking_uri"], prov["profile"], prov["git_commit"], prov["data_version"])
+ctx = RunContext.from_provenance(snakemake.config["_provenance"])
 outputs = [SeedOutputs(Path(c), Path(m), Path(h)) for c, m, h in
            zip(snakemake.output.checkpoints, snakemake.output.metrics, snakemake.output.history)]
 trainer_cfg = {**snakemake.params.trainer, "progress_bar": snakemake.config["trainer"].get("progress_bar", True)}

@@ -24,7 +24,9 @@ INTRO = (
     "defined in [Metric definitions](#metric-definitions); accuracies in %, transfer contrasts in "
     "[-1, 1], iterations as counted by the stream. The lifelong-learning metrics compare each run "
     "with the setting's single-task experts (`*_single_task`: the model restarts from its start "
-    "before every task)."
+    "before every task). In class-incremental streams a task's classes are never predicted before "
+    "they are trained, so R[j-1, j] = 0: FWT = -b_j and the forward-transfer contrast is -1 by "
+    "construction there."
 )
 ACCURACY_COLUMNS = [("ACC", "avg_acc", 100), ("AIA", "avg_incremental_acc", 100), ("forgetting", "forgetting", 100),
                     ("BWT", "bwt", 100), ("FWT", "fwt", 100), ("min-ACC", "min_acc", 100), ("WC-ACC", "wc_acc", 100)]
@@ -54,6 +56,11 @@ PRETRAINED_NOTE = (
 def _setting_of(config: dict, name: str) -> str:
     runs = (config.get("continual") or {}).get("runs") or {}
     return runs.get(name, {}).get("setting", "unknown")
+
+
+def _is_expert(config: dict, name: str) -> bool:
+    runs = (config.get("continual") or {}).get("runs") or {}
+    return "single_task" in (runs.get(name, {}).get("strategies") or {})
 
 
 def _describe(config: dict, setting: str) -> str:
@@ -186,14 +193,16 @@ def comparison(df: pd.DataFrame, path: Path, metrics=(("avg_acc", "ACC (%)"), ("
 
 
 def _table(groups, columns) -> list[list]:
-    """Rows [run, seeds, mean ± std per column]; percentages with 2 decimals, others 3."""
+    """Rows [run, seeds, mean ± std per column]; percentages with 2 decimals, iterations
+    with 1, ratios and contrasts with 3."""
     from lifelearn.report.writer import _col, mean_std
 
     rows = []
     for name, g in groups:
         row = [name, len(g)]
         for _, metric, scale in columns:
-            row.append(mean_std(_col(g, metric), scale, "{:.2f}" if scale == 100 else "{:.3f}"))
+            fmt = "{:.2f}" if scale == 100 else "{:.1f}" if metric.endswith("_iters") else "{:.3f}"
+            row.append(mean_std(_col(g, metric), scale, fmt))
         rows.append(row)
     return rows
 
@@ -232,8 +241,9 @@ def continual_section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, confi
         parts.append(_figure(rel, "Continual evaluation: accuracy of each seen task on its fixed test "
                                   "subset against the training iteration (mean over seeds); dashed: task switches"))
         rel = f"figures/{study}-{setting}-stability-gap.png"
-        gap_curves(groups, out_dir / rel)
+        gap_curves({n: d for n, d in groups.items() if not _is_expert(config, n)}, out_dir / rel)
         parts.append(_figure(rel, "Stability gap: change of the old tasks' accuracy against the iterations since "
                                   "a task switch, relative to their last evaluation before it (mean over switches "
-                                  f"and old tasks; line: mean over seeds, band: {BAND})"))
+                                  f"and old tasks; line: mean over seeds, band: {BAND}; single-task experts, which "
+                                  "restart at every switch, left out)"))
     return "\n\n".join(p for p in parts if p)
