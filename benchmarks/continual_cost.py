@@ -20,6 +20,7 @@ import torch
 
 from lifelearn.continual.evaluation import ContinualEvaluator
 from lifelearn.continual.scenarios import build_scenario
+from lifelearn.continual.stage import strategies_for_seed
 from lifelearn.continual.strategies import build_plugins
 from lifelearn.continual.template import ContinualLearner
 from lifelearn.data import load_dataset
@@ -32,16 +33,20 @@ STRATEGIES = {
     "finetune": ({"finetune": {}}, False), "er": ({"er": {"buffer": 200}}, False),
     "uer": ({"uer": {"buffer": 200}}, False), "l2": ({"l2": {}}, False), "ewc": ({"ewc": {}}, False),
     "lwf": ({"lwf": {}}, False), "featkd": ({"featkd": {}}, False), "er+refresh": ({"er": {"buffer": 200}}, True),
+    "single_task": ({"single_task": {}}, False),
+    "synthetic_er": ({"synthetic_er": {"synthetic": "mtt_ipc10"}}, False),  # when the default DD set exists
 }
 
 
-def one_run(ds, strategies: dict, refresh: bool, every: int, seed: int) -> tuple[float, float, int]:
+def one_run(ds, strategies: dict, refresh: bool, every: int, seed: int,
+            synthetic_root: Path | None = None) -> tuple[float, float, int]:
     """(wall seconds, training seconds, iterations) of one stream."""
     torch.manual_seed(seed)
     sc = build_scenario(ds, "class_incremental", 5, seed)
     model = build_model({"arch": "mlp", "hidden": [100, 100]}, ds.input_shape, ds.num_classes, ds.mean, ds.std)
     ev = ContinualEvaluator(sc, every, 1000, seed)
-    learner = ContinualLearner(model, sc, build_plugins(strategies, refresh), TRAIN, seed, ev)
+    plugins = build_plugins(strategies_for_seed(strategies, seed, synthetic_root), refresh)
+    learner = ContinualLearner(model, sc, plugins, TRAIN, seed, ev)
     start = time.perf_counter()
     learner.fit()
     return time.perf_counter() - start, learner.train_seconds, learner.iteration
@@ -51,6 +56,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT / "data" / "digits"))
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--synthetic", default=str(ROOT / "checkpoints" / "default" / "dataset_distillation" / "synthetic"),
+                        help="root of the dataset-distillation sets (synthetic_er is skipped without mtt_ipc10)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     ds = load_dataset(args.data)
@@ -60,8 +67,12 @@ def main() -> None:
         evals[every] = statistics.median(one_run(ds, {"er": {"buffer": 200}}, False, every, s)[0]
                                          for s in range(args.repeats))
     steps = {}
+    synthetic = Path(args.synthetic)
     for name, (strategies, refresh) in STRATEGIES.items():
-        runs = [one_run(ds, strategies, refresh, 0, s) for s in range(args.repeats)]
+        if name == "synthetic_er" and not all((synthetic / "mtt_ipc10" / f"seed{s}").exists() for s in range(args.repeats)):
+            print(f"synthetic_er skipped: no {synthetic}/mtt_ipc10 (run the dataset_distillation study first)")
+            continue
+        runs = [one_run(ds, strategies, refresh, 0, s, synthetic) for s in range(args.repeats)]
         steps[name] = statistics.median(it / train for _, train, it in runs)
     result = {
         "stream": "online class-incremental split-digits, 5 tasks, batch 10, MLP 100-100, ER M=200",
