@@ -123,6 +123,18 @@ def test_bad_config_fails_before_any_job(workflow_copy):
     assert not (workflow_copy / "results").exists() and not (workflow_copy / "data").exists()
 
 
+def test_student_seeds_without_teacher_checkpoints_are_named_before_any_job(workflow_copy):
+    cfg_path = workflow_copy / "config" / "config.yaml"
+    text = cfg_path.read_text()
+    assert "      seeds: [0, 1]\n      student: {hidden: [16]}" in text  # the smoke profile's TGeo-KD seeds
+    cfg_path.write_text(text.replace("      seeds: [0, 1]\n      student: {hidden: [16]}",
+                                     "      seeds: [0, 5]\n      student: {hidden: [16]}"))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--config", "profile=smoke"],
+                          cwd=workflow_copy, capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "tgeo_kd.seeds: seeds [5] have no checkpoint of teacher 'mnist1d_convnet'" in proc.stderr + proc.stdout
+
+
 def test_paper_profile_plans_cifar_downloads_and_resnet_teachers(workflow_copy):
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--config", "profile=paper"],
                           cwd=workflow_copy, capture_output=True, text=True)

@@ -55,9 +55,16 @@ def seed_files(stage, name, seeds, filename, root=RESULTS):
     return [f"{root}/{stage}/{name}/seed{seed}/{filename}" for seed in seeds]
 
 
-def teacher_checkpoints(name, seeds):
+def teacher_checkpoints(name, seeds, key=None):
     """Checkpoints of a pretrained teacher (load with lifelearn.models.checkpoint.load_model);
-    a later stage pairs its seed k with the teacher's seed k."""
+    a later stage pairs its seed k with the teacher's seed k, so its seeds (config key
+    `key`) must be among the teacher's."""
+    if key is not None:
+        trained = config["teachers"].get(name, {}).get("seeds", [])
+        missing = sorted(set(seeds) - set(trained))
+        if missing:
+            raise ValueError(f"{key}: seeds {missing} have no checkpoint of teacher {name!r} "
+                             f"(teachers.{name}.seeds: {trained})")
     return [f"{CHECKPOINTS}/teachers/{name}/seed{seed}.pt" for seed in seeds]
 
 

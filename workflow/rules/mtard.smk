@@ -23,7 +23,7 @@ for _name, _method in MTARD["methods"].items():
             data=dataset_files(MTARD["dataset"]),
             code=code("distill/kd.py", "distill/ard.py", "distill/mtard.py", "distill/robust_students.py",
                       "train", "models", *MODEL_EVALUATION, "data", "tracking.py", "io.py"),
-            **{role: teacher_checkpoints(MTARD["teachers"][role], MTARD["seeds"])
+            **{role: teacher_checkpoints(MTARD["teachers"][role], MTARD["seeds"], "mtard.seeds")
                for role in MTARD_TEACHER_ROLES[_method["method"]]},
         output:
             checkpoints=[f"{CHECKPOINTS}/mtard/{_name}/seed{s}.pt" for s in MTARD["seeds"]],

@@ -14,7 +14,7 @@ for _method, _method_cfg in _TGEO["methods"].items():
             f"tgeo_kd_{_method}"
         input:
             data=dataset_files(_TGEO["dataset"]),
-            teachers=teacher_checkpoints(_TGEO["teacher"], _TGEO_SEEDS),
+            teachers=teacher_checkpoints(_TGEO["teacher"], _TGEO_SEEDS, "tgeo_kd.seeds"),
             code=code("distill/kd.py", "distill/reweight.py", "distill/tgeo.py", "distill/tgeo_study.py",
                       "train", "models", *MODEL_EVALUATION, "data", "tracking.py", "io.py"),
         output:
