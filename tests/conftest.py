@@ -72,6 +72,19 @@ def planned_jobs(workdir: Path) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
 
 
+def mlflow_client(workdir: Path):
+    """A client of the SQLite MLflow store a pipeline run in `workdir` wrote."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+
+
+def experiment_runs(workdir: Path, experiment: str, **search) -> list:
+    """Every run of `experiment` in `workdir`'s MLflow store (search_runs keywords allowed)."""
+    client = mlflow_client(workdir)
+    return client.search_runs([client.get_experiment_by_name(experiment).experiment_id], **search)
+
+
 @contextmanager
 def edited(path: Path, old: str, new: str):
     """Temporarily replace `old` by `new` in `path`; restore content and mtime after."""

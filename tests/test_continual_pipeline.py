@@ -7,14 +7,12 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import edited, planned_jobs
+from conftest import edited, mlflow_client, planned_jobs
 
 pytestmark = pytest.mark.slow
 
 
 def test_continual_runs_write_stream_matrix_metrics_and_mlflow_series(pipeline):
-    from mlflow import MlflowClient
-
     root = pipeline / "results" / "smoke" / "continual"
     names = {p.name for p in root.iterdir()}
     assert {"ci_er", "ci_er_refresh", "online_er_m100", "online_uer_m100", "pt_lwf_l2", "pt_lwf_ewc"} <= names
@@ -38,7 +36,7 @@ def test_continual_runs_write_stream_matrix_metrics_and_mlflow_series(pipeline):
     assert list(stream.columns) == ["iteration", "current_task", "eval_task", "accuracy", "loss"]
     assert stream["iteration"].max() == m["iterations"]  # online setting evaluates every iteration
     assert (stream["eval_task"] <= stream["current_task"]).all()
-    client = MlflowClient(tracking_uri=f"sqlite:///{pipeline / 'mlflow.db'}")
+    client = mlflow_client(pipeline)
     series = client.get_metric_history(record["run_id"], "stream_acc_task0")
     assert len(series) == int((stream["eval_task"] == 0).sum())
     assert sorted(p.step for p in series) == sorted(stream.loc[stream["eval_task"] == 0, "iteration"])
@@ -88,9 +86,8 @@ def test_a_distilled_student_is_fine_tuned_on_a_domain_incremental_stream(pipeli
     record = json.loads((pipeline / "results" / "smoke" / "continual" / "di_student_finetune" / "seed1"
                          / "metrics.json").read_text())
     assert record["scenario"] == "domain_incremental" and record["model"] == "convnet"
-    from mlflow import MlflowClient
 
-    tags = MlflowClient(tracking_uri=f"sqlite:///{pipeline / 'mlflow.db'}").get_run(record["run_id"]).data.tags
+    tags = mlflow_client(pipeline).get_run(record["run_id"]).data.tags
     assert tags["init"] == "student:mtard/mtard"
     student = load_model(pipeline / "checkpoints" / "smoke" / "mtard" / "mtard" / "seed1.pt")
     assert student.head.out_features == 10 and isinstance(student.head, torch.nn.Linear)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import edited, planned_jobs
+from conftest import edited, experiment_runs, mlflow_client, planned_jobs
 
 pytestmark = pytest.mark.slow
 
@@ -49,11 +49,8 @@ def test_experts_synthetic_sets_and_metrics_are_written(pipeline):
 
 
 def test_mlflow_has_distillation_runs_with_the_synthetic_set(pipeline):
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{pipeline / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("dataset_distillation")
-    runs = client.search_runs([exp.experiment_id])
+    client = mlflow_client(pipeline)
+    runs = experiment_runs(pipeline, "dataset_distillation")
     names = {r.info.run_name for r in runs}
     assert {f"{m}_ipc1/seed{s}" for m in METHODS for s in SEEDS} <= names
     run = next(r for r in runs if r.info.run_name == "mtt_ipc1/seed0/distill")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import edited, planned_jobs
+from conftest import edited, experiment_runs, mlflow_client, planned_jobs
 
 pytestmark = pytest.mark.slow
 
@@ -43,10 +43,8 @@ def test_report_has_the_mtard_section_and_claims(pipeline):
 
 
 def test_balances_are_mlflow_series(pipeline):
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{pipeline / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("mtard").experiment_id])
+    client = mlflow_client(pipeline)
+    runs = experiment_runs(pipeline, "mtard")
     assert sorted(r.info.run_name for r in runs) == sorted(f"{n}/seed{s}" for n in METHODS for s in SEEDS)
     run = next(r for r in runs if r.info.run_name == "mtard/seed1")
     assert run.data.tags["method"] == "mtard" and run.data.params["method.nlb.step"] == "0.025"

@@ -11,7 +11,7 @@ import json
 import pytest
 import yaml
 
-from conftest import edited, planned_jobs, snakemake
+from conftest import edited, experiment_runs, mlflow_client, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -41,11 +41,8 @@ def test_pipeline_writes_every_output(pipeline):
 
 
 def test_one_finished_mlflow_run_per_job_and_seed(pipeline):
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{pipeline / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("teachers")
-    runs = client.search_runs([exp.experiment_id])
+    client = mlflow_client(pipeline)
+    runs = experiment_runs(pipeline, "teachers")
     assert sorted(r.info.run_name for r in runs) == sorted(f"{n}/seed{s}" for n in TEACHERS for s in SEEDS)
     assert {r.info.status for r in runs} == {"FINISHED"}
     run = next(r for r in runs if r.info.run_name == "mnist1d_mlp/seed1")
@@ -57,7 +54,7 @@ def test_one_finished_mlflow_run_per_job_and_seed(pipeline):
     history = client.get_metric_history(run.info.run_id, "val_acc")
     assert len(history) == 2  # one point per epoch
     assert "metrics.json" in {a.path for a in client.list_artifacts(run.info.run_id)}
-    report = client.search_runs([client.get_experiment_by_name("report").experiment_id])
+    report = experiment_runs(pipeline, "report")
     assert report and {r.info.status for r in report} == {"FINISHED"}  # one per report job
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import SMOKE, copy_workflow
+from conftest import SMOKE, copy_workflow, experiment_runs, mlflow_client
 
 pytestmark = pytest.mark.slow
 
@@ -91,10 +91,8 @@ def test_killed_job_resumes_and_matches_an_uninterrupted_run(tmp_path):
     assert a == b and a["metrics"]["epochs"] == 8
     assert (result / "history.csv").read_bytes() == (clean / result.relative_to(killed) / "history.csv").read_bytes()
 
-    from mlflow import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{killed / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("teachers").experiment_id])
+    client = mlflow_client(killed)
+    runs = experiment_runs(killed, "teachers")
     assert sorted((r.info.run_name, r.info.status) for r in runs) == [("mnist1d_convnet/seed0", "FINISHED"),
                                                                        ("mnist1d_convnet/seed1", "FINISHED")]
     seed0 = next(r for r in runs if r.info.run_name == "mnist1d_convnet/seed0")
@@ -137,11 +135,9 @@ def test_killed_distillation_resumes_and_matches_an_uninterrupted_run(tmp_path):
     x = Path("checkpoints") / "smoke" / "dataset_distillation" / "synthetic" / "mtt_ipc1" / "seed0" / "x_train.npy"
     assert (killed / x).read_bytes() == (clean / x).read_bytes()
 
-    from mlflow import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{killed / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("dataset_distillation").experiment_id],
-                              filter_string="attributes.run_name = 'mtt_ipc1/seed0/distill'")
+    client = mlflow_client(killed)
+    runs = experiment_runs(killed, "dataset_distillation",
+                           filter_string="attributes.run_name = 'mtt_ipc1/seed0/distill'")
     assert [r.info.status for r in runs] == ["FINISHED"]  # the killed attempt's run was continued
     assert len(client.get_metric_history(runs[0].info.run_id, "loss")) == 400
 

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import edited, planned_jobs
+from conftest import edited, experiment_runs, mlflow_client, planned_jobs
 
 pytestmark = pytest.mark.slow
 
@@ -47,10 +47,8 @@ def test_report_has_the_section_figures_and_claims(pipeline):
 
 
 def test_mlflow_runs_carry_the_alpha_distribution(pipeline):
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{pipeline / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("tgeo_kd").experiment_id])
+    client = mlflow_client(pipeline)
+    runs = experiment_runs(pipeline, "tgeo_kd")
     assert sorted(r.info.run_name for r in runs) == sorted(f"{m}/seed{s}" for m in METHODS for s in SEEDS)
     tgeo = next(r for r in runs if r.info.run_name == "tgeo/seed1")
     assert tgeo.data.params["method_cfg.fusion_hidden"] == "16" and tgeo.data.tags["stage"] == "tgeo_kd"

@@ -53,21 +53,15 @@ def aggregate(records: list[dict]) -> dict[str, dict]:
 def log_to_run(tracking_uri: str, record: dict, evaluation_path: Path) -> None:
     """Add the metrics (step 0) and evaluation.json to the seed's MLflow run; a run the
     store does not have (a deleted store) is reported and skipped, not fatal."""
-    import time
-
-    from mlflow.entities import Metric
     from mlflow.exceptions import MlflowException
 
-    from lifelearn.tracking import _client
+    from lifelearn.tracking import TrackedRun
 
-    client = _client(tracking_uri)
-    now = int(time.time() * 1000)
-    metrics = [Metric(k, float(v), now, 0) for k, v in sorted(record["metrics"].items())
-               if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)]
+    run = TrackedRun(record["run_id"], record["study"], tracking_uri)
+    finite = {k: v for k, v in record["metrics"].items() if v is not None and np.isfinite(v)}
     try:
-        for i in range(0, len(metrics), 1000):
-            client.log_batch(record["run_id"], metrics=metrics[i:i + 1000])
-        client.log_artifact(record["run_id"], str(evaluation_path))
+        run.log_metrics(finite)
+        run.log_artifact(evaluation_path)
     except MlflowException as err:
         print(f"warning: MLflow run {record['run_id']} of {evaluation_path} not logged: {err}", file=sys.stderr)
 

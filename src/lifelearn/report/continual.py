@@ -16,7 +16,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from lifelearn.io import read_json  # noqa: E402
-from lifelearn.report.figures import BAND, _save, t_interval  # noqa: E402
+from lifelearn.report.figures import BAND, _save, points_by_name, t_interval  # noqa: E402
 
 INTRO = (
     "R[i, j] is the test accuracy on task j after training task i (full test split); the stream is "
@@ -179,14 +179,8 @@ def comparison(df: pd.DataFrame, path: Path, metrics=(("avg_acc", "ACC (%)"), ("
     order = sorted(df["name"].unique())
     fig, axes = _panels(len(metrics), len(metrics), (max(3.5, 0.75 * len(order) + 1.5), 3.6))
     for ax, (metric, label) in zip(axes.flat, metrics):
-        data = df.assign(value=df[metric] * 100) if metric in df else df.assign(value=np.nan)
-        if data["value"].notna().any():
-            sns.pointplot(data=data, x="name", y="value", order=order, errorbar=t_interval, color="black",
-                          linestyle="none", markers="D", markersize=4, capsize=0.15, ax=ax)
-            pos = data["name"].map({n: i for i, n in enumerate(order)}) + 0.2
-            ax.scatter(pos, data["value"], s=10, color="tab:blue", alpha=0.7, zorder=3)
-        ax.set_xlim(-0.5, len(order) - 0.5)
-        ax.set_xlabel("")
+        if metric in df and df[metric].notna().any():
+            points_by_name(ax, df, metric, order, scale=100)
         ax.set_ylabel(label)
         ax.tick_params(axis="x", labelrotation=35, labelsize=7)
     return _save(fig, path)

@@ -52,19 +52,25 @@ def learning_curves(histories: pd.DataFrame, path: str | Path, metric: str = "va
     return _save(fig, path)
 
 
+def points_by_name(ax, df: pd.DataFrame, metric: str, order: list[str], scale: float = 1.0) -> None:
+    """On `ax`: mean `metric` per name with its t-interval (black), each seed's value beside it (blue)."""
+    data = df.assign(value=df[metric] * scale)
+    sns.pointplot(data=data, x="name", y="value", order=order, errorbar=t_interval,
+                  color="black", linestyle="none", markers="D", markersize=5,
+                  linewidth=1.5, capsize=0.1, ax=ax)
+    seeds = data["name"].map({name: i for i, name in enumerate(order)}) + 0.18
+    ax.scatter(seeds, data["value"], s=18, color="tab:blue", alpha=0.8, zorder=3, label="seed")
+    ax.set_xlim(-0.5, len(order) - 0.5)
+    ax.set_xlabel("")
+    ax.set_ylabel(metric)
+
+
 def metric_by_method(df: pd.DataFrame, metric: str, path: str | Path) -> Path:
     """Mean `metric` per name with its t-interval (black), each seed's value beside it (blue)."""
     order = sorted(df["name"].unique())
     with sns.axes_style("whitegrid"):
         fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(order) + 1.5), 4))
-        sns.pointplot(data=df, x="name", y=metric, order=order, errorbar=t_interval,
-                      color="black", linestyle="none", markers="D", markersize=5,
-                      linewidth=1.5, capsize=0.1, ax=ax)
-        seeds = df["name"].map({name: i for i, name in enumerate(order)}) + 0.18
-        ax.scatter(seeds, df[metric], s=18, color="tab:blue", alpha=0.8, zorder=3,
-                   label="seed")
-        ax.set_xlim(-0.5, len(order) - 0.5)
-        ax.set_xlabel("")
+        points_by_name(ax, df, metric, order)
         ax.legend(loc="best", fontsize="small")
         ax.tick_params(axis="x", labelrotation=20 if len(order) > 3 else 0)
     return _save(fig, path)
