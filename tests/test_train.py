@@ -20,7 +20,7 @@ from lifelearn.models import build_model
 from lifelearn.models.checkpoint import load_model
 from lifelearn.train.data import InMemoryDataModule, TensorBatches, random_crop_flip
 from lifelearn.io import work_dir
-from lifelearn.train.fit import fit
+from lifelearn.train.fit import fit, log_epoch_lost_at_kill
 from lifelearn.train.module import ClassifierModule, build_optimizer, build_scheduler
 from lifelearn.train.pretrain import pretrain_teacher
 from lifelearn.train.runner import SeedOutputs
@@ -371,6 +371,26 @@ def _fit_epochs(ds, workdir: Path, max_epochs: int) -> EpochCountingModule:
     dm = InMemoryDataModule(ds, RESUME_CFG["batch_size"], seed=7, augment="crop_flip")
     fit(module, dm, max_epochs, workdir, False, TRAINER)
     return module
+
+
+def test_epoch_lost_between_checkpoint_and_logger_reaches_mlflow_on_resume(digits, tmp_path):
+    """A kill after epoch 1's checkpoint but before its metrics reached MLflow: the resume
+    sends that epoch's row (at Lightning's step) once; a complete run gets nothing."""
+    from pytorch_lightning.loggers import MLFlowLogger
+
+    module = _fit_epochs(digits, tmp_path / "work", 2)
+    last = tmp_path / "work" / "last.ckpt"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = tracking.tracked_run(tracking.RunContext(uri, "test"), "resume", "r", {}, {})
+    with run as tracked:
+        logger = MLFlowLogger(experiment_name="resume", run_id=tracked.run_id, tracking_uri=uri)
+        logger.log_metrics({"val_acc": module.history[0]["val_acc"]}, step=1)  # epoch 0 reached MLflow
+        log_epoch_lost_at_kill(logger, last)
+        log_epoch_lost_at_kill(logger, last)  # now complete: nothing more
+        points = logger.experiment.get_metric_history(tracked.run_id, "val_acc")
+    step = torch.load(last, weights_only=True)["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"]
+    assert [(p.step, p.value) for p in sorted(points, key=lambda p: p.step)] == [
+        (1, pytest.approx(module.history[0]["val_acc"])), (step, pytest.approx(module.history[1]["val_acc"]))]
 
 
 def test_resume_matches_uninterrupted_run(digits, tmp_path):

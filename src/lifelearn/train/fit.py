@@ -35,9 +35,25 @@ def fit(module: pl.LightningModule, datamodule: pl.LightningDataModule, max_epoc
     """Fit, resuming from `workdir/last.ckpt` when an earlier attempt left one."""
     workdir.mkdir(parents=True, exist_ok=True)
     last = workdir / "last.ckpt"
+    if last.exists() and logger:
+        log_epoch_lost_at_kill(logger, last)
     trainer = make_trainer(max_epochs, workdir, logger, trainer_cfg)
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None)
     if len(module.history) < max_epochs and last.exists():
         # spawned ranks (ddp_spawn) send back the weights, not Python attributes
         module.history = list(torch.load(last, map_location="cpu", weights_only=True)["history"])
     return trainer
+
+
+def log_epoch_lost_at_kill(logger, last: Path) -> None:
+    """Lightning saves epoch k's checkpoint before it sends epoch k's metrics to the logger;
+    a job killed in between resumes at epoch k + 1, so that point would never reach MLflow.
+    Send the checkpoint's last history row, at the step Lightning logs epoch ends with,
+    when the run has one epoch fewer than the checkpoint (every row has val_acc)."""
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    history = checkpoint.get("history", [])
+    logged = len(logger.experiment.get_metric_history(logger.run_id, "val_acc"))
+    if history and logged == len(history) - 1:
+        step = checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"]
+        logger.log_metrics({k: float(v) for k, v in history[-1].items()}, step=step)
+
