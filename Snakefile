@@ -1,9 +1,13 @@
 # lifelearn: download -> pretrain teachers -> (distil -> continual) -> evaluate -> report.
 # `snakemake --cores all` runs the default profile; `--config profile=smoke|paper`.
-from snakemake.utils import min_version, validate
+# Config: config/config.yaml (global keys) + config/studies/<study>.yaml (one per study);
+# each study has its rules in workflow/rules/<study>.smk and its code in
+# src/lifelearn/studies/<study>.py.
+from snakemake.utils import min_version
 
-from lifelearn.config import resolve_profile
-from lifelearn.tracking import default_tracking_uri, ensure_store, git_commit
+from lifelearn.config import resolve_profile, study_config_files, study_names, validate_config
+from lifelearn.data.version import recorded_md5
+from lifelearn.tracking import default_tracking_uri, ensure_store
 
 min_version("9.0")
 
@@ -11,35 +15,38 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-_resolved = resolve_profile(config)
+for _study_file in study_config_files("config"):
+
+    configfile: _study_file
+
+
+_resolved = resolve_profile(config, study_names("config"))
 config.clear()
 config.update(_resolved)
-validate(config, "config/schema.yaml")
+validate_config(config, "config")
+
+
+def committed_data_version(dvc_file):
+    """md5 of data/ as recorded in data.dvc ('none' when it is absent)."""
+    return recorded_md5(dvc_file) or "none"
 
 
 include: "workflow/rules/common.smk"
 
 
-# Not part of any rule's params: provenance must not trigger reruns.
-config["_provenance"] = {
-    "tracking_uri": default_tracking_uri(workflow.basedir),
-    "profile": config["profile"],
-    "git_commit": git_commit(workflow.basedir),
-    "data_version": committed_data_version("data.dvc"),
-}
-
-
 onstart:
     # Create the MLflow store once, before jobs write to it in parallel.
-    ensure_store(config["_provenance"]["tracking_uri"])
+    ensure_store(default_tracking_uri("."))
 
 
 include: "workflow/rules/data.smk"
-include: "workflow/rules/pretrain.smk"
-include: "workflow/rules/mtard.smk"
-include: "workflow/rules/continual.smk"
-include: "workflow/rules/tgeo_kd.smk"
-include: "workflow/rules/dataset_distillation.smk"
+
+
+for _study in config["studies"]:
+
+    include: f"workflow/rules/{_study}.smk"
+
+
 include: "workflow/rules/report.smk"  # last: consumes REPORT_INPUTS
 
 

@@ -20,12 +20,12 @@ import torch
 
 from lifelearn.continual.evaluation import ContinualEvaluator
 from lifelearn.continual.scenarios import build_scenario
-from lifelearn.continual.stage import strategies_for_seed
 from lifelearn.continual.strategies import build_plugins
 from lifelearn.continual.template import ContinualLearner
 from lifelearn.data import load_dataset
 from lifelearn.io import write_json
 from lifelearn.models import build_model
+from lifelearn.studies.continual import strategies_for_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = {"epochs": 1, "batch_size": 10, "optimizer": "sgd", "lr": 0.1}

@@ -20,9 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
-
-from lifelearn.config import resolve_profile
+from lifelearn.config import load_config
 from lifelearn.distill import dataset_distillation as dd
 from lifelearn.models import build_model
 
@@ -59,8 +57,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=10)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    raw = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    cfg = resolve_profile(raw)["dataset_distillation"]
+    cfg = load_config(ROOT / "config", "default")["dataset_distillation"]
     x, y, shape, classes = load_data(cfg["dataset"])
     torch.manual_seed(0)
     model = build_model(cfg["model"], shape, classes)

@@ -17,11 +17,9 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
-
-from lifelearn.config import resolve_profile
+from lifelearn.config import load_config
 from lifelearn.data import load_dataset, prepare_dataset
-from lifelearn.distill.robust_students import STUDENT_METHODS, TEACHER_ROLES
+from lifelearn.studies.mtard import METHODS
 from lifelearn.io import write_json
 from lifelearn.models import build_model
 from lifelearn.train.data import TensorBatches
@@ -31,8 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def study_config() -> dict:
-    raw = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    cfg = resolve_profile({**raw, "profile": "default"})
+    cfg = load_config(ROOT / "config", "default")
     return cfg
 
 
@@ -42,8 +39,8 @@ def epoch_seconds(method_name: str, cfg: dict, ds, x, y, epochs: int) -> float:
     spec = {**{k: v for k, v in study.items() if k != "methods"}, "method": method}
     torch.manual_seed(0)
     build = lambda s: build_model(s, ds.input_shape, ds.num_classes, ds.mean, ds.std)  # noqa: E731
-    teachers = {role: build(cfg["teachers"][study["teachers"][role]]["model"]) for role in TEACHER_ROLES[method["method"]]}
-    module = STUDENT_METHODS[method["method"]](build(study["student"]), spec, teachers)
+    teachers = {role: build(cfg["teachers"][study["teachers"][role]]["model"]) for role in METHODS[method["method"]].teachers}
+    module = METHODS[method["method"]].build(build(study["student"]), spec, teachers)
     module.train()
     optimizer = build_optimizer(module.model.parameters(), study["train"])
     start = time.perf_counter()

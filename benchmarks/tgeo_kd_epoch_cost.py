@@ -19,11 +19,9 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-import yaml
-
-from lifelearn.config import resolve_profile
+from lifelearn.config import load_config
 from lifelearn.data import load_dataset, prepare_dataset
-from lifelearn.distill.tgeo_study import TGEO_METHODS
+from lifelearn.studies.tgeo_kd import METHODS
 from lifelearn.io import write_json
 from lifelearn.models import build_model
 from lifelearn.models.checkpoint import load_model
@@ -34,8 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def study_config() -> dict:
-    raw = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    cfg = resolve_profile({**raw, "profile": "default"})
+    cfg = load_config(ROOT / "config", "default")
     return cfg["tgeo_kd"] | {"teacher_spec": cfg["teachers"][cfg["tgeo_kd"]["teacher"]]}
 
 
@@ -52,7 +49,7 @@ def time_method(method: str, cfg: dict, ds, teacher, epochs: int, tmp: Path) -> 
     pl.seed_everything(0, workers=True)
     model = build_model(cfg["student"], ds.input_shape, ds.num_classes, ds.mean, ds.std)
     train = {**cfg["train"], "epochs": epochs}
-    module = TGEO_METHODS[method](model, teacher, ds, train, cfg["methods"][method], 0)
+    module = METHODS[method].build(model, teacher, ds, train, cfg["methods"][method], 0)
     return timed_fit(module, ds, train["batch_size"], epochs, tmp / method)
 
 

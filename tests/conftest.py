@@ -106,3 +106,32 @@ def pipeline(tmp_path_factory) -> Path:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     snakemake(workdir, "--cores", "4", env=env)
     return workdir
+
+
+def trained_model_paths(root: Path, seeds) -> dict[str, list[Path]]:
+    """Output paths of a Lightning training job (checkpoints / metrics / history per seed)."""
+    return {"checkpoints": [root / f"seed{s}.pt" for s in seeds], "metrics": [root / f"seed{s}.json" for s in seeds],
+            "history": [root / f"seed{s}.csv" for s in seeds]}
+
+
+def run_job(study_name: str, step: str, name: str, spec: dict, seeds, ctx, inputs: dict, outputs: dict,
+            trainer: dict | None = None) -> list:
+    """Run one study job in this process, as the rule's glue does (lifelearn.studies.<study>.run)."""
+    from lifelearn.jobs import Job, Paths
+    from lifelearn.studies import study
+
+    trainer = trainer or {"accelerator": "cpu", "devices": 1, "deterministic": True}
+    job = Job(study_name, step, name, spec, list(seeds), ctx, 1, {**trainer, "progress_bar": False})
+    return study(study_name).run(job, Paths({k: [Path(p) for p in v] for k, v in inputs.items()},
+                                            {k: [Path(p) for p in v] for k, v in outputs.items()}))
+
+
+def write_override(workdir: Path, name: str, values: dict) -> Path:
+    """A config file for `--configfile`, merged on top of config/ (a profile's own
+    values win over the base's: override `profiles.<name>.<key>` to change those)."""
+    import yaml
+
+    path = workdir / "overrides" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(values))
+    return path

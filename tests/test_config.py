@@ -7,27 +7,20 @@ import sys
 
 import pytest
 import yaml
-from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
-from lifelearn.config import deep_merge, resolve_profile
+from lifelearn.config import deep_merge, load_config, read_config, resolve_profile, study_names, validate_config
 from lifelearn.data import dataset_names
+from lifelearn.jobs import Layout
 from lifelearn.models import model_names
-from lifelearn.train.pretrain import PRETRAIN_METHODS
+from lifelearn.studies import study
 
-from conftest import REPO
+from conftest import REPO, write_override
 
-SCHEMA = str(REPO / "config" / "schema.yaml")
-
-
-def raw_config() -> dict:
-    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+CONFIG = REPO / "config"
 
 
 def resolved(profile="default") -> dict:
-    raw = raw_config()
-    raw["profile"] = profile
-    return resolve_profile(raw)
+    return load_config(CONFIG, profile)
 
 
 def test_deep_merge_merges_maps_replaces_lists_and_null_removes():
@@ -54,36 +47,56 @@ def test_paper_profile_replaces_embedded_teachers_with_cifar():
 
 @pytest.mark.parametrize("profile", ["default", "smoke", "paper"])
 def test_every_profile_validates(profile):
-    validate(resolved(profile), SCHEMA)
+    validate_config(resolved(profile), CONFIG)
+
+
+def test_study_files_merge_into_one_config_with_claims_in_study_order():
+    cfg = resolved()
+    assert cfg["studies"] == study_names(CONFIG) == ["continual", "dataset_distillation", "mtard", "teachers", "tgeo_kd"]
+    studies = [c["study"] for c in cfg["claims"]]
+    assert studies == sorted(studies, key=cfg["studies"].index) and set(studies) == set(cfg["studies"])
+    assert {"teachers", "mtard", "tgeo_kd"} <= set(cfg) and cfg["continual"]["evaluation"]["windows"] == [10, 100]
+
+
+def test_overrides_merge_on_top_like_configfile_and_the_profile_last():
+    cfg = load_config(CONFIG, "default", {"tgeo_kd": {"train": {"epochs": 7}}})
+    assert cfg["tgeo_kd"]["train"]["epochs"] == 7 and cfg["tgeo_kd"]["train"]["lr"] == 0.01
+    smoke = load_config(CONFIG, "smoke", {"profiles": {"smoke": {"tgeo_kd": {"train": {"epochs": 7}}}}})
+    assert smoke["tgeo_kd"]["train"]["epochs"] == 7 and smoke["tgeo_kd"]["student"] == {"arch": "mlp", "hidden": [16]}
+
+
+def test_claims_of_an_unknown_study_are_named():
+    raw = read_config(CONFIG, {"claims": {"teacher": [{"id": "x"}]}})
+    with pytest.raises(ValueError, match=r"config key 'claims': \['teacher'\] are not studies"):
+        resolve_profile(raw, study_names(CONFIG))
 
 
 def test_unknown_profile_names_the_allowed_ones():
-    raw = raw_config()
-    raw["profile"] = "fast"
+    raw = read_config(CONFIG, {"profile": "fast"})
     with pytest.raises(ValueError, match=r"unknown profile 'fast'; allowed: default, paper, smoke"):
-        resolve_profile(raw)
+        resolve_profile(raw, study_names(CONFIG))
 
 
 def invalid(mutate) -> str:
     cfg = copy.deepcopy(resolved())
     mutate(cfg)
-    with pytest.raises(WorkflowError) as err:
-        validate(cfg, SCHEMA)
+    with pytest.raises(ValueError) as err:
+        validate_config(cfg, CONFIG)
     return str(err.value)
 
 
 def test_unknown_key_is_named():
     msg = invalid(lambda c: c["teachers"]["mnist1d_mlp"]["train"].update(learning_rate=0.1))
-    assert "'learning_rate' was unexpected" in msg and "['teachers']['mnist1d_mlp']['train']" in msg
+    assert "'learning_rate' was unexpected" in msg and "config key 'teachers.mnist1d_mlp.train'" in msg
 
 
 def test_unknown_top_level_key_is_named():
-    assert "'teahcers' was unexpected" in invalid(lambda c: c.update(teahcers={}))
+    assert "config keys ['teahcers']" in invalid(lambda c: c.update(teahcers={}))
 
 
 def test_wrong_type_is_named():
     msg = invalid(lambda c: c["teachers"]["mnist1d_mlp"]["train"].update(epochs="ten"))
-    assert "'ten' is not of type 'integer'" in msg and "['train']['epochs']" in msg
+    assert "'ten' is not of type 'integer'" in msg and "teachers.mnist1d_mlp.train.epochs" in msg
 
 
 def test_unknown_model_lists_allowed_values():
@@ -107,30 +120,46 @@ def test_non_positive_learning_rate_is_rejected():
 
 
 def test_schema_names_mirror_the_registries():
-    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())["$defs"]
+    schema = yaml.safe_load((CONFIG / "schema.yaml").read_text())["$defs"]
     assert schema["dataset"]["enum"] == dataset_names()
     assert schema["model"]["properties"]["arch"]["enum"] == model_names()
-    assert schema["teacher"]["properties"]["method"]["enum"] == sorted(PRETRAIN_METHODS)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    (("teachers", "mnist1d_mlp", "method"), "pgd", r"teachers.mnist1d_mlp.method: unknown \['pgd'\]; allowed: natural, pgd_at"),
+    (("mtard", "methods", "ard", "method"), "trades", r"mtard.methods.ard.method: unknown \['trades'\]"),
+    (("dataset_distillation", "methods", "mtt", "method"), "dc", r"dataset_distillation.methods.mtt.method: unknown"),
+])
+def test_a_method_the_registry_lacks_is_named_when_jobs_are_planned(key, value, message):
+    cfg = resolved()
+    section = cfg
+    for k in key[:-1]:
+        section = section[k]
+    section[key[-1]] = value
+    with pytest.raises(ValueError, match=message):
+        study(key[0]).jobs(cfg, Layout("default"))
+
+
+def test_every_study_has_its_config_schema_and_rule_file():
+    for name in study_names(CONFIG):
+        assert (CONFIG / "schemas" / f"{name}.yaml").exists() and (REPO / "workflow" / "rules" / f"{name}.smk").exists()
+        assert callable(study(name).jobs) and callable(study(name).run) and study(name).METHODS
 
 
 def test_bad_config_fails_before_any_job(workflow_copy):
-    cfg_path = workflow_copy / "config" / "config.yaml"
-    cfg_path.write_text(cfg_path.read_text().replace("optimizer: adam, lr: 0.001", "optimizer: adamm, lr: 0.001"))
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--config", "profile=smoke"],
-                          cwd=workflow_copy, capture_output=True, text=True)
+    override = write_override(workflow_copy, "bad.yaml", {"teachers": {"mnist1d_mlp": {"train": {"optimizer": "adamm"}}}})
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--config", "profile=smoke",
+                           "--configfile", str(override)], cwd=workflow_copy, capture_output=True, text=True)
     assert proc.returncode != 0
-    assert "'adamm' is not one of ['adam', 'adamw', 'sgd']" in proc.stderr + proc.stdout
+    assert "config key 'teachers.mnist1d_mlp.train.optimizer': 'adamm' is not one of ['adam', 'adamw', 'sgd']" \
+        in proc.stderr + proc.stdout
     assert not (workflow_copy / "results").exists() and not (workflow_copy / "data").exists()
 
 
 def test_student_seeds_without_teacher_checkpoints_are_named_before_any_job(workflow_copy):
-    cfg_path = workflow_copy / "config" / "config.yaml"
-    text = cfg_path.read_text()
-    assert "      seeds: [0, 1]\n      student: {hidden: [16]}" in text  # the smoke profile's TGeo-KD seeds
-    cfg_path.write_text(text.replace("      seeds: [0, 1]\n      student: {hidden: [16]}",
-                                     "      seeds: [0, 5]\n      student: {hidden: [16]}"))
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--config", "profile=smoke"],
-                          cwd=workflow_copy, capture_output=True, text=True)
+    override = write_override(workflow_copy, "seeds.yaml", {"profiles": {"smoke": {"tgeo_kd": {"seeds": [0, 5]}}}})
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--config", "profile=smoke",
+                           "--configfile", str(override)], cwd=workflow_copy, capture_output=True, text=True)
     assert proc.returncode != 0
     assert "tgeo_kd.seeds: seeds [5] have no checkpoint of teacher 'mnist1d_convnet'" in proc.stderr + proc.stdout
 

@@ -218,7 +218,7 @@ def test_stream_records_every_seen_task_every_k_iterations(strategies):
 
 
 def test_before_training_row_is_the_untrained_model_and_random_init_a_fresh_one():
-    from lifelearn.continual.stage import random_init_model
+    from lifelearn.continual.starts import random_init_model
 
     ds = fake_dataset()
     sc = build_scenario(ds, "class_incremental", 5, seed=0)
@@ -278,7 +278,7 @@ def _synthetic_set(tmp_path, ds, ipc=2):
 
 
 def test_synthetic_er_replays_only_the_distilled_images_of_trained_classes(tmp_path):
-    from lifelearn.continual.stage import strategies_for_seed
+    from lifelearn.studies.continual import strategies_for_seed
 
     ds = fake_dataset()
     sc = build_scenario(ds, "class_incremental", 5, seed=0)
@@ -302,7 +302,7 @@ def test_synthetic_er_replays_only_the_distilled_images_of_trained_classes(tmp_p
 
 
 def test_synthetic_er_refuses_a_set_of_another_shape_or_no_directory(tmp_path):
-    from lifelearn.continual.stage import strategies_for_seed
+    from lifelearn.studies.continual import strategies_for_seed
 
     ds = fake_dataset()
     _synthetic_set(tmp_path, ds)
@@ -339,10 +339,12 @@ def test_synthetic_sets_and_expert_runs_are_checked_against_the_config():
         expert_run(runs, "a_er")
 
 
-def test_strategy_names_match_schema_and_unknown_names_fail():
-    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
-    enum = schema["$defs"]["continual_run"]["properties"]["strategies"]["propertyNames"]["enum"]
-    assert sorted(enum) == strategy_names() == sorted(STRATEGIES)
+def test_strategy_names_are_their_files_have_schema_options_and_unknown_names_fail():
+    from lifelearn.studies.continual import METHODS
+
+    schema = yaml.safe_load((REPO / "config" / "schemas" / "continual.yaml").read_text())
+    options = schema["$defs"]["run"]["properties"]["strategies"]["properties"]
+    assert sorted(options) == strategy_names() == sorted(STRATEGIES) == list(METHODS)
     with pytest.raises(ValueError, match="unknown strategies"):
         build_plugins({"icarl": {}})
     with pytest.raises(ValueError, match="at most one strategy"):

@@ -220,11 +220,12 @@ def test_convnet_norm_option_keeps_batchnorm_by_default():
 def test_schema_mirrors_the_switches_and_norms():
     from lifelearn.models.convnet import NORMS
 
-    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())["$defs"]
-    method = schema["dd_method"]
-    assert set(method["required"]) == {"experts", *dd.SWITCHES}
-    assert schema["model"]["allOf"][1]["then"]["properties"]["norm"]["enum"] == list(NORMS)
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["dataset_distillation"]
+    shared = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())["$defs"]
+    method = yaml.safe_load((REPO / "config" / "schemas" / "dataset_distillation.yaml").read_text())["$defs"]["method"]
+    assert set(method["else"]["required"]) == {"experts", *dd.SWITCHES}
+    assert shared["model"]["allOf"][1]["then"]["properties"]["norm"]["enum"] == list(NORMS)
+    config = yaml.safe_load((REPO / "config" / "studies" / "dataset_distillation.yaml").read_text())["dataset_distillation"]
+    assert config["methods"]["random"] == {"method": "random"}  # the baseline: an ordinary entry
     assert not any(config["methods"]["mtt"][k] for k in dd.SWITCHES)  # plain MTT: all switches off
     assert config["experts"]["sets"][config["methods"]["mtt"]["experts"]] == {"clip_loss": False, "grad_penalty": 0.0}
 
@@ -232,7 +233,7 @@ def test_schema_mirrors_the_switches_and_norms():
 def test_synthetic_set_is_a_dataset_with_the_real_val_and_test(tmp_path):
     from lifelearn.data import load_dataset
     from lifelearn.data.arrays import write_dataset
-    from lifelearn.distill.dataset_distillation_stages import write_synthetic
+    from lifelearn.studies.dataset_distillation import write_synthetic
 
     real = {f"{k}_{s}": (np.random.default_rng(0).random((6, 1, 2, 2), dtype=np.float32) if k == "x"
                          else np.arange(6) % 3) for s in ("train", "val", "test") for k in ("x", "y")}

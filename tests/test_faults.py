@@ -8,8 +8,8 @@ import torch
 
 from lifelearn.data import prepare_dataset
 from lifelearn.tracking import RunContext, ensure_store
-from lifelearn.train.pretrain import pretrain_teacher
-from lifelearn.train.runner import SeedOutputs
+
+from conftest import run_job, trained_model_paths
 
 
 def teacher(lr: float) -> dict:
@@ -23,11 +23,10 @@ def test_diverging_learning_rate_fails_clearly_and_writes_nothing(tmp_path):
     prepare_dataset("digits", data_root=tmp_path / "data")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     ensure_store(uri)
-    out = SeedOutputs(tmp_path / "ckpt" / "seed0.pt", tmp_path / "res" / "metrics.json", tmp_path / "res" / "history.csv")
-    torch.set_num_threads(1)
+    out = trained_model_paths(tmp_path / "res", [0])
     with pytest.raises(FloatingPointError, match=r"training diverged; lower train.lr \(now 1e\+30"):
-        pretrain_teacher("t", teacher(1e30), tmp_path / "data" / "digits", [out], RunContext(uri, "test"),
-                         {"accelerator": "cpu", "progress_bar": False})
-    assert not any(Path(p).exists() for p in (out.checkpoint, out.metrics, out.history))
+        run_job("teachers", "pretrain", "t", teacher(1e30), [0], RunContext(uri, "test"),
+                {"data": [tmp_path / "data" / "digits" / "meta.json"]}, out, {"accelerator": "cpu"})
+    assert not any(Path(p[0]).exists() for p in out.values())
     runs = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("teachers").experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"]

@@ -2,24 +2,20 @@
 switches, and the names the config may use (PAPERS.md section 2)."""
 from __future__ import annotations
 
-import ast
 import math
-import re
 
 import pytest
 import torch
-import yaml
 from torch import nn
 from torch.nn import functional as F
 
 from lifelearn.distill.ard import ard_loss
 from lifelearn.distill.mtard import (MTARDModule, balance_step_scale, ebb_step, mtard_loss, neg_entropy, nlb_step,
                                      teacher_kl)
-from lifelearn.distill.robust_students import STUDENT_METHODS, TEACHER_ROLES
 from lifelearn.evaluate.robustness import pgd_attack, random_start, robustness_metrics
 from lifelearn.models import build_model
 from lifelearn.train.adversarial import PGDATModule
-from lifelearn.train.pretrain import METHOD_OPTIONS, PRETRAIN_METHODS
+from lifelearn.studies import mtard, teachers
 
 from conftest import REPO
 
@@ -108,9 +104,8 @@ def test_pgd_at_trains_on_adversarial_examples(trained):
     loss, logits = module.training_loss(x, y)
     assert loss.item() > F.cross_entropy(model(x), y).item()
     assert loss.item() == pytest.approx(F.cross_entropy(logits, y).item())
-    assert PRETRAIN_METHODS["pgd_at"](model, None, {"optimizer": "adam", "lr": 0.01},
-                                      attack={"eps": 0.1, "step_size": 0.1, "steps": 1}).attack["steps"] == 1
-    assert METHOD_OPTIONS["pgd_at"] == ("attack",) and METHOD_OPTIONS["natural"] == ()
+    teacher = {"train": {"optimizer": "adam", "lr": 0.01}, "attack": {"eps": 0.1, "step_size": 0.1, "steps": 1}}
+    assert teachers.METHODS["pgd_at"](model, None, teacher).attack["steps"] == 1
 
 
 # -- losses ----------------------------------------------------------------------
@@ -223,14 +218,20 @@ def test_teachers_stay_frozen_in_eval_mode():
 
 
 # -- names ----------------------------------------------------------------------
-def test_schema_and_rules_mirror_the_registries():
-    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())["$defs"]
-    assert schema["mtard_method"]["properties"]["method"]["enum"] == sorted(STUDENT_METHODS)
-    assert schema["teacher"]["properties"]["method"]["enum"] == sorted(PRETRAIN_METHODS) == sorted(METHOD_OPTIONS)
-    rules = (REPO / "workflow" / "rules" / "mtard.smk").read_text()
-    roles = ast.literal_eval(re.search(r"MTARD_TEACHER_ROLES = (\{.*\})", rules)[1])
-    assert {k: tuple(v) for k, v in roles.items()} == TEACHER_ROLES
-    assert set(TEACHER_ROLES) == set(STUDENT_METHODS)
+def test_each_job_reads_the_teachers_its_registry_entry_names():
+    from lifelearn.config import load_config
+    from lifelearn.jobs import Layout
+
+    cfg = load_config(REPO / "config", "default")
+    planned = {job.name: job for job in mtard.jobs(cfg, Layout("default"))}
+    assert set(planned) == set(cfg["mtard"]["methods"])
+    for name, job in planned.items():
+        roles = mtard.METHODS[cfg["mtard"]["methods"][name]["method"]].teachers
+        assert set(job.inputs) == set(roles)
+        for role in roles:
+            teacher = cfg["mtard"]["teachers"][role]
+            assert job.inputs[role] == [f"checkpoints/default/teachers/{teacher}/seed{s}.pt" for s in job.seeds]
+    assert mtard.METHODS["mtard"].teachers == ("clean", "robust") and mtard.METHODS["ard"].teachers == ("robust",)
 
 
 def test_mtard_steps_are_reproducible_from_the_seed():

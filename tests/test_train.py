@@ -22,8 +22,8 @@ from lifelearn.train.data import InMemoryDataModule, TensorBatches, random_crop_
 from lifelearn.io import work_dir
 from lifelearn.train.fit import fit, log_epoch_lost_at_kill
 from lifelearn.train.module import ClassifierModule, build_optimizer, build_scheduler
-from lifelearn.train.pretrain import pretrain_teacher
-from lifelearn.train.runner import SeedOutputs
+
+from conftest import run_job, trained_model_paths
 
 TRAINER = {"accelerator": "cpu", "progress_bar": False}
 HISTORY_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc"}
@@ -313,9 +313,10 @@ def test_pretrain_is_deterministic(digits_dir, tmp_path):
     ctx = tracking.RunContext(tracking_uri=uri, profile="test")
     records, outs = [], []
     for run in ("a", "b"):
-        out = SeedOutputs(tmp_path / run / "seed0.pt", tmp_path / run / "seed0.json", tmp_path / run / "seed0.csv")
-        records += pretrain_teacher("digits_convnet", TEACHER, digits_dir, [out], ctx, TRAINER)
-        outs.append(out)
+        out = trained_model_paths(tmp_path / run, [0])
+        records += [r.to_dict() for r in run_job("teachers", "pretrain", "digits_convnet", {**TEACHER, "method": "natural"},
+                                                 [0], ctx, {"data": [digits_dir / "meta.json"]}, out, TRAINER)]
+        outs.append(SimpleNamespace(checkpoint=out["checkpoints"][0], metrics=out["metrics"][0], history=out["history"][0]))
     a, b = records
     assert a["run_id"] != b["run_id"]
     ma, mb = dict(a["metrics"]), dict(b["metrics"])

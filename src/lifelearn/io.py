@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -92,3 +93,27 @@ def work_dir(final_path: str | os.PathLike, *config_parts) -> Path:
 
 def clear_work_dir(workdir: str | os.PathLike) -> None:
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def output_to(log: str | os.PathLike | None) -> Iterator[None]:
+    """Send this process's stdout and stderr (file descriptors 1 and 2, so also what
+    C extensions and subprocesses print) to `log`, appended; nothing when `log` is None."""
+    if log is None:
+        yield
+        return
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(log, "a") as handle:
+        os.dup2(handle.fileno(), 1)
+        os.dup2(handle.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in zip((1, 2), saved):
+                os.dup2(copy, fd)
+                os.close(copy)

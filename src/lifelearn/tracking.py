@@ -116,10 +116,11 @@ class RunContext:
     extra_tags: dict = field(default_factory=dict)
 
     @classmethod
-    def from_provenance(cls, provenance: dict) -> "RunContext":
-        """The context the Snakefile resolved once per invocation (config["_provenance"])."""
-        return cls(provenance["tracking_uri"], provenance["profile"], provenance["git_commit"],
-                   provenance["data_version"])
+    def for_job(cls, profile: str, data_version: str, root: str | os.PathLike = ".") -> "RunContext":
+        """The context of a job run in the workflow directory `root`: its tracking store
+        (MLFLOW_TRACKING_URI or <root>/mlflow.db), the commit of its code, the data version
+        its rule carries (a param: a new data version reruns the job)."""
+        return cls(default_tracking_uri(root), profile, git_commit(root), data_version)
 
     def tags(self, **job_tags) -> dict[str, str]:
         base = {"profile": self.profile, "git_commit": self.git_commit, "data_version": self.data_version}

@@ -1,32 +1,29 @@
-# Shared names and helpers of the rules: where outputs live, which source files
-# each stage depends on (Snakemake's code trigger sees only the script).
-import yaml
+# Shared names and the one rule shape of every study job: each study module
+# (src/lifelearn/studies/<study>.py) plans its jobs from the config (`jobs(config, layout)`),
+# and `study_rule` turns each plan into a rule with the same inputs, params, threads,
+# resources, log and glue script; only the plan differs between studies.
 from pathlib import Path
 
+from lifelearn.data.registry import DATASETS
+from lifelearn.jobs import Layout
+from lifelearn.studies import study
+
 PROFILE = config["profile"]
-RESULTS = f"results/{PROFILE}"
-CHECKPOINTS = f"checkpoints/{PROFILE}"
-SYNTHETIC_ROOT = f"{CHECKPOINTS}/dataset_distillation/synthetic"  # <method>_ipc<n>/seed<k>/: dataset format
+LAYOUT = Layout(PROFILE)
+RESULTS = LAYOUT.results
 REPORT_DIR = config["report"]["dir"]
 REPORT_README = f"{REPORT_DIR}/README.md"
+LOGS = f"logs/{PROFILE}"
 
-EMBEDDED_DATASETS = ["digits", "mnist1d"]
+EMBEDDED_DATASETS = sorted(name for name, spec in DATASETS.items() if spec.source is None)
 DATASET_FILES = [f"{kind}_{split}.npy" for split in ("train", "val", "test") for kind in ("x", "y")] + ["meta.json"]
+DATA_VERSION = committed_data_version("data.dvc")
 
 
 def dataset_files(name):
     """The files of one prepared dataset; DVC-managed, hence ancient() for consumers
     (DVC does not keep mtimes on pull/checkout)."""
     return [ancient(f"data/{name}/{f}") for f in DATASET_FILES]
-
-
-# Jobs at the head of the longest chains (teachers -> MTARD -> continual from the student;
-# experts -> distillation -> evaluation -> synthetic replay) start first: with 2 cores the
-# many short jobs then fill the gaps instead of delaying the chains' end.
-LONG_CHAIN_PRIORITY = 10
-
-# what training jobs evaluate with; the continual metrics (evaluate/continual_*) are not in it
-MODEL_EVALUATION = ["evaluate/__init__.py", "evaluate/classification.py", "evaluate/robustness.py"]
 
 
 def code(*parts):
@@ -38,44 +35,39 @@ def code(*parts):
     return files
 
 
-def committed_data_version(dvc_file):
-    """md5 of data/ as recorded in data.dvc ('none' when it is absent)."""
-    if not Path(dvc_file).exists():
-        return "none"
-    outs = yaml.safe_load(Path(dvc_file).read_text()).get("outs", [])
-    return outs[0].get("md5", "none") if outs else "none"
-
-
-def without_cosmetics(section, keys=("progress_bar",)):
-    """A config section minus keys that do not change results (kept out of params)."""
-    return {k: v for k, v in section.items() if k not in keys}
-
-
-def seed_files(stage, name, seeds, filename, root=RESULTS):
-    return [f"{root}/{stage}/{name}/seed{seed}/{filename}" for seed in seeds]
-
-
-def teacher_checkpoints(name, seeds, key=None):
-    """Checkpoints of a pretrained teacher (load with lifelearn.models.checkpoint.load_model);
-    a later stage pairs its seed k with the teacher's seed k, so its seeds (config key
-    `key`) must be among the teacher's."""
-    if key is not None:
-        trained = config["teachers"].get(name, {}).get("seeds", [])
-        missing = sorted(set(seeds) - set(trained))
-        if missing:
-            raise ValueError(f"{key}: seeds {missing} have no checkpoint of teacher {name!r} "
-                             f"(teachers.{name}.seeds: {trained})")
-    return [f"{CHECKPOINTS}/teachers/{name}/seed{seed}.pt" for seed in seeds]
-
-
-TRAINING_RESOURCES = dict(
-    gpu=config["resources"]["gpu"],
-    mem_mb=config["resources"]["mem_mb"],
-    runtime=config["resources"]["runtime"],
-)
-
-
-# What each stage contributes to the report and to `rule all`: every stage's rule file
-# extends these lists (metrics.json / history.csv per job and seed, plus any extra
-# files its report section reads); report.smk is included last and consumes them.
+# What each study contributes to the report and to `rule all` (metrics.json / history.csv
+# per job and seed, plus any extra files its report section reads); report.smk consumes them.
 REPORT_INPUTS = {"metrics": [], "history": [], "extra": []}
+TRAINING_RESOURCES = {k: config["resources"][k] for k in ("gpu", "mem_mb", "runtime")}
+
+
+def study_rule(job):
+    """One Snakemake rule for one planned job (lifelearn.jobs.JobSpec)."""
+    rule:
+        name:
+            job.rule
+        input:
+            data=[f for name in job.datasets for f in dataset_files(name)],
+            code=code(*job.code),
+            **job.inputs,
+        output:
+            **job.outputs,
+        params:
+            job=job.params(config, DATA_VERSION),
+        threads: config["threads"] if job.training else 1
+        priority: job.priority
+        resources:
+            **(TRAINING_RESOURCES if job.training else {}),
+        log:
+            f"{LOGS}/{job.rule}.log",
+        script:
+            "../scripts/run_study.py"
+
+    for key, files in job.report_inputs().items():
+        REPORT_INPUTS[key] += files
+
+
+def study_rules(name):
+    """The rules of study `name`, one per job its module plans."""
+    for job in study(name).jobs(config, LAYOUT):
+        study_rule(job)

@@ -9,6 +9,8 @@ rule prepare_data:
         code("data", "io.py"),
     wildcard_constraints:
         dataset="[a-z0-9_]+",
+    log:
+        f"{LOGS}/prepare_data/{{dataset}}.log",
     script:
         "../scripts/prepare_data.py"
 
@@ -22,5 +24,7 @@ rule data_version:
         data=[f"data/{name}/{f}" for name in EMBEDDED_DATASETS for f in DATASET_FILES],
         dvc=[p for p in ["data.dvc"] if Path(p).exists()],
         code=code("data/version.py"),
+    log:
+        f"{LOGS}/data_version.log",
     script:
         "../scripts/data_version.py"

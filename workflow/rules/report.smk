@@ -23,8 +23,10 @@ rule report:
         history=REPORT_INPUTS["history"],
         extra=REPORT_INPUTS["extra"],
         data_version=rules.data_version.output[0],
-        code=code("report", "evaluate/continual_metrics.py"),
+        code=code("report", "stats.py", "evaluate/continual_metrics.py"),
     params:
-        config={k: v for k, v in config.items() if k != "_provenance"},
+        config=config,
+    log:
+        f"{LOGS}/report.log",
     script:
         "../scripts/report.py"

@@ -2,6 +2,8 @@
 from pathlib import Path
 
 from lifelearn.data import prepare_dataset
+from lifelearn.io import output_to
 
-out_dir = Path(snakemake.output[0]).parent
-prepare_dataset(snakemake.wildcards.dataset, data_root=out_dir.parent)
+with output_to(snakemake.log[0]):
+    out_dir = Path(snakemake.output[0]).parent
+    prepare_dataset(snakemake.wildcards.dataset, data_root=out_dir.parent)

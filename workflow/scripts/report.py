@@ -1,17 +1,20 @@
 """Glue: write the report and record it as an MLflow run of its own."""
 from pathlib import Path
 
+from lifelearn.io import output_to, read_json
 from lifelearn.report.writer import write_report
 from lifelearn.tracking import RunContext, tracked_run
 
-prov = snakemake.config["_provenance"]
-config = snakemake.params.config
-out_dir = Path(snakemake.output.readme).parent
-readme = write_report(config, snakemake.input.metrics, snakemake.input.history,
-                      snakemake.input.data_version, out_dir, snakemake.output.captions)
-ctx = RunContext.from_provenance(prov)
-with tracked_run(ctx, "report", f"report/{prov['profile']}", {"stage": "report"}, {"claims": len(config["claims"])}) as run:
-    run.log_artifact(readme)
-    run.log_artifact(snakemake.output.claims)
-    for figure in sorted(Path(snakemake.output.figures).glob("*.png")):
-        run.log_artifact(figure, "figures")
+with output_to(snakemake.log[0]):
+    config = snakemake.params.config
+    out_dir = Path(snakemake.output.readme).parent
+    readme = write_report(config, snakemake.input.metrics, snakemake.input.history,
+                          snakemake.input.data_version, out_dir, snakemake.output.captions)
+    data_version = read_json(snakemake.input.data_version).get("committed_md5") or "none"
+    ctx = RunContext.for_job(config["profile"], data_version)
+    with tracked_run(ctx, "report", f"report/{config['profile']}", {"stage": "report"},
+                     {"claims": len(config["claims"])}) as run:
+        run.log_artifact(readme)
+        run.log_artifact(snakemake.output.claims)
+        for figure in sorted(Path(snakemake.output.figures).glob("*.png")):
+            run.log_artifact(figure, "figures")

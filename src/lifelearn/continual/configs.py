@@ -48,7 +48,7 @@ def check_synthetic_sets(config: dict, name: str, cfg: dict) -> None:
     if not wanted:
         return
     dd = config.get("dataset_distillation") or {}
-    made = {f"{m}_ipc{c['ipc']}" for m in ["random", *(dd.get("methods") or {})] for c in dd.get("ipc") or []}
+    made = {f"{m}_ipc{c['ipc']}" for m in dd.get("methods") or {} for c in dd.get("ipc") or []}
     key = f"continual.runs.{name}.strategies"
     missing = sorted(set(wanted) - made)
     if missing:

@@ -3,8 +3,8 @@
 its own checkpoint, metrics.json and history.csv, atomically, after its training
 resumed from its own last checkpoint if an earlier attempt was killed.
 
-Every training stage (teacher pretraining, distillation, ...) calls `run_seed` with a
-`build_module(model, dataset) -> LightningModule`; only that differs between stages.
+Every Lightning study (teachers, mtard, tgeo_kd) calls `run_seed` with a
+`build_module(model, dataset) -> LightningModule`; only that differs between studies.
 """
 from __future__ import annotations
 
@@ -15,13 +15,15 @@ from typing import Callable
 
 import pandas as pd
 import pytorch_lightning as pl
+import torch
 
 from lifelearn.data import load_dataset
 from lifelearn.evaluate.classification import evaluate_classifier
-from lifelearn.io import atomic_path, clear_work_dir, md5_tree, work_dir, write_json
+from lifelearn.io import atomic_path, clear_work_dir, md5_tree, work_dir
+from lifelearn.jobs import Job, Paths, RunRecord
 from lifelearn.models import build_model
 from lifelearn.models.checkpoint import save_model
-from lifelearn.tracking import RunContext, tracked_run
+from lifelearn.tracking import tracked_run
 from lifelearn.train.data import InMemoryDataModule
 from lifelearn.train.fit import fit
 
@@ -35,15 +37,23 @@ class SeedOutputs:
     history: Path
 
 
+def seed_outputs(paths: Paths) -> list[SeedOutputs]:
+    """Per seed, the checkpoint / metrics / history outputs a training job's plan names
+    (lifelearn.jobs.Layout.trained_model_outputs)."""
+    return [SeedOutputs(*files) for files in zip(paths.output("checkpoints"), paths.output("metrics"),
+                                                   paths.output("history"))]
+
+
 @dataclass(frozen=True)
-class Job:
-    """What identifies a job's runs: MLflow experiment (study), stage, name, method."""
+class RunLabel:
+    """What identifies a seed's run: MLflow experiment (study), stage, name, method, and
+    the params it logs (the job's resolved config section)."""
 
     study: str
     stage: str
     name: str
     method: str
-    params: dict = field(default_factory=dict)  # the job's resolved config section
+    params: dict = field(default_factory=dict)
 
 
 def write_history(path: Path, history: list[dict]) -> None:
@@ -51,27 +61,29 @@ def write_history(path: Path, history: list[dict]) -> None:
         pd.DataFrame(history).to_csv(tmp, index=False, float_format="%.6g")
 
 
-def run_seed(job: Job, seed: int, data_dir: Path, model_spec: dict, train_cfg: dict,
-             build_module: Callable, out: SeedOutputs, ctx: RunContext, trainer_cfg: dict,
-             evaluate: Callable | None = None) -> dict:
+def run_seed(label: RunLabel, seed: int, data_dir: Path, model_spec: dict, train_cfg: dict,
+             build_module: Callable, out: SeedOutputs, job: Job, evaluate: Callable | None = None) -> RunRecord:
     """Train one seed; write checkpoint, history.csv and metrics.json; return the record.
+    `job` gives the MLflow context, the Lightning settings and the thread count.
 
     `build_module(model, dataset)` wraps the freshly built model in the stage's
     LightningModule; `evaluate(module, datamodule, dataset)` may add metrics to the
     test accuracy/loss/per-class accuracy computed here.
     """
+    torch.set_num_threads(job.threads)
+    ctx, trainer_cfg = job.ctx, job.trainer
     ds = load_dataset(data_dir)
     pl.seed_everything(seed, workers=True)
     model = build_model(model_spec, ds.input_shape, ds.num_classes, ds.mean, ds.std)
     module = build_module(model, ds)
     datamodule = InMemoryDataModule(ds, train_cfg["batch_size"], train_cfg.get("eval_batch_size", 1024),
                                     seed=seed, augment=train_cfg.get("augment"))
-    workdir = work_dir(out.checkpoint, job.params, seed, model_spec, train_cfg, trainer_cfg)
+    workdir = work_dir(out.checkpoint, label.params, seed, model_spec, train_cfg, trainer_cfg)
     run_file = workdir / "mlflow_run_id"
     resume_id = run_file.read_text().strip() if run_file.exists() else None
-    tags = {"stage": job.stage, "method": job.method, "name": job.name, "dataset": ds.name,
+    tags = {"stage": label.stage, "method": label.method, "name": label.name, "dataset": ds.name,
             "model": model_spec["arch"], "seed": seed, "dataset_md5": md5_tree(data_dir)}
-    with tracked_run(ctx, job.study, f"{job.name}/seed{seed}", tags, {**job.params, "seed": seed},
+    with tracked_run(ctx, label.study, f"{label.name}/seed{seed}", tags, {**label.params, "seed": seed},
                      resume_run_id=resume_id) as run:
         workdir.mkdir(parents=True, exist_ok=True)
         run_file.write_text(run.run_id)
@@ -84,12 +96,11 @@ def run_seed(job: Job, seed: int, data_dir: Path, model_spec: dict, train_cfg: d
             metrics.update(evaluate(module, datamodule, ds))
         last = module.history[-1]
         metrics.update({"val_acc": last["val_acc"], "epochs": len(module.history), "train_seconds": round(seconds, 3)})
-        record = {"study": job.study, "stage": job.stage, "name": job.name, "method": job.method, "seed": seed,
-                  "dataset": ds.name, "model": model_spec["arch"], "run_id": run.run_id,
-                  "git_commit": ctx.git_commit, "metrics": metrics}
+        record = RunRecord(label.study, label.stage, label.name, label.method, seed, ds.name, model_spec["arch"],
+                           run.run_id, ctx.git_commit, metrics)
         save_model(out.checkpoint, module.model, model_spec, ds.input_shape, ds.num_classes)
         write_history(out.history, module.history)
-        write_json(out.metrics, record)
+        record.write(out.metrics)
         run.log_metrics({k: v for k, v in metrics.items() if k not in last and not isinstance(v, list)})
         run.log_artifact(out.metrics)
         run.log_artifact(out.history)

@@ -1,0 +1,336 @@
+"""Study `dataset_distillation` (PAPERS.md section 4): MTT (Cazenavette et al. 2022) and the
+smooth-expert additions of Shen et al. 2023 against a random real subset. Three steps,
+one job each per expert set or method (`run` dispatches on `job.step`):
+
+- `experts`: N experts of one expert set (plain or smooth) on the real train split,
+  one compact trajectory file per expert (checkpoints/<profile>/dataset_distillation/experts/).
+- `distill`: one method entry for every IPC and seed: METHODS["random"] (a random real
+  subset, the baseline) or METHODS["mtt"] (trajectory matching with the entry's switches);
+  each synthetic set is written in the datasets' array format (x_train/y_train = the
+  synthetic set, x/y_val and x/y_test copied from the real dataset, meta.json = the real one
+  plus "lr" and "synthetic"), so any study can train on it.
+- `evaluate`: K fresh networks per synthetic set, trained by the Lightning classifier on the
+  synthetic train split alone; test accuracy of the LAST epoch.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from dataclasses import dataclass
+
+from lifelearn.jobs import COMMON_CODE, LONG_CHAIN_PRIORITY, MODEL_EVALUATION, JobSpec, Layout
+
+STUDY = "dataset_distillation"
+CODE = ("studies/dataset_distillation.py", "distill/dataset_distillation.py", "models", "data", *COMMON_CODE)
+DATASET_FILES = tuple(f"{k}_{s}.npy" for s in ("train", "val", "test") for k in ("x", "y")) + ("meta.json",)
+
+
+@dataclass(frozen=True)
+class Method:
+    """`distills`: matches expert trajectories (reads an expert set) or only samples real images."""
+
+    distills: bool
+    label: str
+
+
+METHODS = {"random": Method(False, "random real subset"), "mtt": Method(True, "trajectory matching")}
+
+
+def synthetic_dir(layout: Layout, name: str, ipc: int, seed: int) -> str:
+    """Where the synthetic set `<name>_ipc<ipc>` of `seed` lives (a dataset directory)."""
+    return f"{layout.checkpoints}/{STUDY}/synthetic/{name}_ipc{ipc}/seed{seed}"
+
+
+def jobs(config: dict, layout: Layout) -> list[JobSpec]:
+    """dd_experts_<set>, then dd_distill_<name> and dd_evaluate_<name> per method entry."""
+    from lifelearn.studies import check_names
+
+    section, seeds = config[STUDY], config["seeds"]
+    ipcs = [c["ipc"] for c in section["ipc"]]
+    experts = {k: v for k, v in section["experts"].items() if k != "sets"}
+    root = f"{layout.results}/{STUDY}"
+
+    def expert_files(expert_set):
+        return [f"{layout.checkpoints}/{STUDY}/experts/{expert_set}/expert{i}.pt" for i in range(experts["num"])]
+
+    def seed_files(name, filename):
+        return [f"{root}/{name}_ipc{ipc}/seed{seed}/{filename}" for ipc in ipcs for seed in seeds]
+
+    def synthetic_files(name):
+        return [f"{synthetic_dir(layout, name, ipc, seed)}/{f}" for ipc in ipcs for seed in seeds for f in DATASET_FILES]
+
+    out = [JobSpec(STUDY, "experts", expert_set, f"dd_experts_{expert_set}",
+                   spec={"options": options, "experts": experts, "model": section["model"], "dataset": section["dataset"]},
+                   seeds=list(range(experts["num"])), code=CODE, datasets=(section["dataset"],),
+                   outputs={"experts": expert_files(expert_set), "summary": [f"{root}/experts/{expert_set}/summary.json"]},
+                   priority=LONG_CHAIN_PRIORITY, report={"extra": [f"{root}/experts/{expert_set}/summary.json"]})
+           for expert_set, options in section["experts"]["sets"].items()]
+    for name, entry in section["methods"].items():
+        check_names([entry["method"]], METHODS, f"dataset_distillation.methods.{name}.method")
+        distills = METHODS[entry["method"]].distills
+        shared = {"dataset": section["dataset"], "model": section["model"], "expert_lr": experts["train"]["lr"]}
+        spec = shared | ({"ipc": section["ipc"], "distill": section["distill"]} if distills else {"ipc": [{"ipc": i} for i in ipcs]})
+        out.append(JobSpec(STUDY, "distill", name, f"dd_distill_{name}", spec=spec | {"method_cfg": entry}, seeds=seeds,
+                           code=CODE, datasets=(section["dataset"],), priority=LONG_CHAIN_PRIORITY,
+                           inputs={"experts": expert_files(entry["experts"])} if distills else {},
+                           outputs={"synthetic": synthetic_files(name), "loss": seed_files(name, "loss.csv")},
+                           report={"extra": seed_files(name, "loss.csv") + synthetic_files(name)}))
+        out.append(JobSpec(STUDY, "evaluate", name, f"dd_evaluate_{name}", seeds=seeds,
+                           spec={"evaluation": section["evaluation"], "model": section["model"], "ipcs": ipcs},
+                           code=CODE + ("train", *MODEL_EVALUATION), inputs={"synthetic": synthetic_files(name)},
+                           outputs={"metrics": seed_files(name, "metrics.json"), "history": seed_files(name, "history.csv")},
+                           trainer=True))
+    return out
+
+
+def run(job, paths) -> list:
+    """The job's step over its seeds: experts, distill or evaluate."""
+    import torch
+
+    torch.set_num_threads(job.threads)
+    return {"experts": run_experts, "distill": run_distill, "evaluate": run_evaluate}[job.step](job, paths)
+
+
+def _by_ipc_seed(spec_ipcs, seeds, files) -> dict:
+    """{(ipc, seed): file} over the plan's (ipc, seed) order; dataset files collapse to their directory."""
+    keys = [(ipc, seed) for ipc in spec_ipcs for seed in seeds]
+    return dict(zip(keys, dict.fromkeys(files)))
+
+
+# ----------------------------------------------------------------------------- experts
+def run_experts(job, paths) -> list:
+    """Train the experts of expert set `job.name`; expert i uses seed i."""
+    import torch
+
+    from lifelearn.data import load_dataset
+    from lifelearn.distill import dataset_distillation as dd
+    from lifelearn.io import atomic_path, md5_tree, write_json
+    from lifelearn.models import build_model
+    from lifelearn.tracking import tracked_run
+
+    spec, data_dir = job.spec, paths.input("data")[0].parent
+    train, options, model_spec = spec["experts"]["train"], spec["options"], spec["model"]
+    ds = load_dataset(data_dir)
+    x, y = torch.as_tensor(ds.x_train), torch.as_tensor(ds.y_train)
+    xv, yv = torch.as_tensor(ds.x_val), torch.as_tensor(ds.y_val)
+    xt, yt = torch.as_tensor(ds.x_test), torch.as_tensor(ds.y_test)
+    rows = []
+    params = {"model": model_spec, "train": train, **options}
+    for i, path in zip(job.seeds, paths.output("experts")):
+        tags = {"stage": "dd_experts", "method": job.name, "name": f"experts_{job.name}", "dataset": ds.name,
+                "model": model_spec["arch"], "seed": i, "dataset_md5": md5_tree(data_dir)}
+        with tracked_run(job.ctx, STUDY, f"experts/{job.name}/expert{i}", tags, {**params, "seed": i}) as run:
+            torch.manual_seed(i)
+            model = build_model(model_spec, ds.input_shape, ds.num_classes, ds.mean, ds.std)
+            start = time.perf_counter()
+            result = dd.train_expert(model, x, y, train, seed=i, clip_loss=options["clip_loss"],
+                                     grad_penalty=options["grad_penalty"], x_val=xv, y_val=yv)
+            seconds = time.perf_counter() - start
+            payload = dd.expert_payload(model, result, model_spec, ds.input_shape, ds.num_classes)
+            with atomic_path(path, suffix=".pt") as tmp:
+                torch.save(payload, tmp)
+            steps = (result["trajectory"][1:] - result["trajectory"][:-1]).norm(dim=1)
+            test_acc = (dd.logits_at(model, result["trajectory"][-1], xt).argmax(1) == yt).float().mean().item()
+            row = {"expert": i, "val_acc": float(result["val_acc"][-1]), "test_acc": test_acc,
+                   "mean_epoch_step": float(steps.mean()), "max_epoch_step": float(steps.max()),
+                   "train_seconds": round(seconds, 3)}
+            run.log_series([("val_acc", a, e) for e, a in enumerate(result["val_acc"])]
+                           + [(k, v, e + 1) for e, (l, s) in enumerate(zip(result["train_loss"], steps))
+                              for k, v in (("train_loss", l), ("epoch_step", s))])
+            run.log_metrics({k: v for k, v in row.items() if k != "expert"})
+            rows.append(row)
+    write_json(paths.output("summary")[0], {"set": job.name, "options": options, "experts": rows})
+    return []
+
+
+# ------------------------------------------------------------------------ distillation
+def settings(spec: dict, ipc_cfg: dict, method_cfg: dict):
+    """DistillSettings of one (IPC, method entry) from the distill job's spec."""
+    from lifelearn.distill import dataset_distillation as dd
+
+    d = spec["distill"]
+    return dd.DistillSettings(
+        ipc=ipc_cfg["ipc"], iterations=d["iterations"], syn_steps=ipc_cfg["syn_steps"],
+        expert_epochs=ipc_cfg["expert_epochs"], max_start_epoch=ipc_cfg["max_start_epoch"],
+        lr_img=ipc_cfg.get("lr_img", d["lr_img"]), lr_lr=d["lr_lr"], lr_init=spec["expert_lr"],
+        batch_syn=ipc_cfg.get("batch_syn"), **{k: bool(method_cfg[k]) for k in dd.SWITCHES})
+
+
+def write_synthetic(target: str | os.PathLike, real_dir: str | os.PathLike, x, y, lr: float, about: dict) -> Path:
+    """A synthetic set in the datasets' format: train = (x, y); val and test copied from
+    `real_dir` byte for byte; meta.json = the real one (name, normalisation) + lr + about."""
+    import numpy as np
+
+    from lifelearn.data.arrays import SPLITS, write_dataset
+    from lifelearn.io import load_npy, read_json
+
+    real_dir = Path(real_dir)
+    meta = read_json(real_dir / "meta.json")
+    arrays = {f"{k}_{s}": load_npy(real_dir / f"{k}_{s}.npy") for s in SPLITS if s != "train" for k in ("x", "y")}
+    arrays |= {"x_train": np.asarray(x, np.float32), "y_train": np.asarray(y, np.int64)}
+    meta |= {"splits": {**meta["splits"], "train": int(len(y))}, "lr": float(lr), "synthetic": about,
+             "source": f"synthetic set ({about['method']}, IPC {about['ipc']}, seed {about['seed']}) "
+                       f"of {meta['name']}; val/test copied from {meta['source']}"}
+    return write_dataset(target, arrays, meta)
+
+
+def run_distill(job, paths) -> list:
+    """Distil (or, for a `random` entry, sample) one synthetic set per IPC and seed; the
+    matching loss per iteration goes to loss.csv (no rows for `random`)."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from lifelearn.data import load_dataset
+    from lifelearn.distill import dataset_distillation as dd
+    from lifelearn.io import atomic_path, clear_work_dir, md5_file, md5_tree, work_dir
+    from lifelearn.tracking import tracked_run
+
+    spec, data_dir, method = job.spec, paths.input("data")[0].parent, job.name
+    entry = spec["method_cfg"]
+    distills = METHODS[entry["method"]].distills
+    ds = load_dataset(data_dir)
+    trajectories, payload = [], None
+    for p in paths.input("experts"):
+        traj, payload = dd.load_trajectory(p)
+        trajectories.append(traj)
+    for ipc_cfg in spec["ipc"]:  # fail before any work or MLflow run
+        dd.check_ipc(ds.y_train, ipc_cfg["ipc"], ds.num_classes, ds.name)
+    x, y = torch.as_tensor(ds.x_train), torch.as_tensor(ds.y_train)
+    expert_md5s = [md5_file(p) for p in paths.input("experts")]
+    synthetic = _by_ipc_seed([c["ipc"] for c in spec["ipc"]], job.seeds, [p.parent for p in paths.output("synthetic")])
+    losses = _by_ipc_seed([c["ipc"] for c in spec["ipc"]], job.seeds, paths.output("loss"))
+    for ipc_cfg in spec["ipc"]:
+        ipc = ipc_cfg["ipc"]
+        for seed in job.seeds:
+            name = f"{method}_ipc{ipc}"
+            tags = {"stage": "dd_distill", "method": method, "name": name, "dataset": ds.name,
+                    "model": spec["model"]["arch"], "seed": seed, "dataset_md5": md5_tree(data_dir)}
+            params = {"ipc": ipc_cfg, "method": entry, "distill": spec.get("distill", {}), "seed": seed}
+            # keyed by everything the result depends on: a changed config, expert or data never resumes
+            work = work_dir(synthetic[(ipc, seed)], params, expert_md5s, tags["dataset_md5"])
+            run_file = work / "mlflow_run_id"
+            resume_id = run_file.read_text().strip() if run_file.exists() else None
+            with tracked_run(job.ctx, STUDY, f"{name}/seed{seed}/distill", tags, params, resume_run_id=resume_id) as run:
+                work.mkdir(parents=True, exist_ok=True)
+                run_file.write_text(run.run_id)
+                torch.manual_seed(seed)
+                init = "random_real"
+                if distills and entry["representative_init"]:
+                    final = trajectories[seed % len(trajectories)][-1]
+                    model = dd.expert_model(payload, ds.mean, ds.std)
+                    logits = dd.logits_at(model, final, x).numpy()
+                    idx = dd.representative_init(logits, ds.y_train, ipc, ds.num_classes, seed)
+                    init = f"representative (k-means on expert {seed % len(trajectories)}'s final logits)"
+                else:
+                    idx = dd.random_real_init(ds.y_train, ipc, ds.num_classes, seed)
+                start = time.perf_counter()
+                if not distills:
+                    x_syn, lr, history = x[idx], spec["expert_lr"], []
+                else:
+                    model = dd.expert_model(payload, ds.mean, ds.std)
+                    result = dd.distill(model, trajectories, x[idx], y[idx], settings(spec, ipc_cfg, entry), seed,
+                                        progress=work / "progress.pt")
+                    x_syn, lr, history = result["x"], result["lr"], result["history"]
+                seconds = time.perf_counter() - start
+                about = {"method": method, "ipc": ipc, "seed": seed, "init": init, "init_indices": idx.tolist(),
+                         "iterations": len(history), "seconds": round(seconds, 3)}
+                target = write_synthetic(synthetic[(ipc, seed)], data_dir, x_syn.numpy(), y[idx].numpy(), lr, about)
+                with atomic_path(losses[(ipc, seed)], suffix=".csv") as tmp:
+                    pd.DataFrame(history, columns=["iteration", "loss", "lr", "expert", "start_epoch"]).to_csv(
+                        tmp, index=False, float_format="%.6g")
+                run.log_series((k, h[k], h["iteration"]) for h in history for k in ("loss", "lr"))
+                run.log_metrics({"syn_lr": lr, "distill_seconds": seconds,
+                                 **({"final_loss": float(np.mean([h["loss"] for h in history[-10:]]))} if history else {})})
+                for f in ("x_train.npy", "y_train.npy", "meta.json"):
+                    run.log_artifact(target / f, "synthetic")
+                run.log_artifact(losses[(ipc, seed)])
+            clear_work_dir(work)
+    return []
+
+
+# -------------------------------------------------------------------------- evaluation
+def _trainer(epochs: int, trainer_cfg: dict, val_every: int):
+    import pytorch_lightning as pl
+
+    return pl.Trainer(max_epochs=epochs, accelerator=trainer_cfg.get("accelerator", "auto"),
+                      devices=trainer_cfg.get("devices", 1), precision=trainer_cfg.get("precision", "32-true"),
+                      deterministic=trainer_cfg.get("deterministic", True), logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                      num_sanity_val_steps=0, check_val_every_n_epoch=val_every)
+
+
+def train_on_synthetic(synthetic_dir, model_spec: dict, eval_cfg: dict, trainer_cfg: dict, seed: int) -> tuple[dict, list]:
+    """Train one fresh network on a synthetic set (ClassifierModule, Lightning) with the set's
+    step size `lr` from meta.json; test accuracy and loss of the last epoch, and its history."""
+    import pytorch_lightning as pl
+
+    from lifelearn.data import load_dataset
+    from lifelearn.evaluate.classification import evaluate_classifier
+    from lifelearn.io import read_json
+    from lifelearn.models import build_model
+    from lifelearn.train.data import InMemoryDataModule
+    from lifelearn.train.module import ClassifierModule
+
+    ds = load_dataset(synthetic_dir)
+    train_cfg = {**eval_cfg["train"], "lr": float(read_json(Path(synthetic_dir) / "meta.json")["lr"])}
+    pl.seed_everything(seed, workers=True, verbose=False)
+    model = build_model(model_spec, ds.input_shape, ds.num_classes, ds.mean, ds.std)
+    module = ClassifierModule(model, train_cfg)
+    datamodule = InMemoryDataModule(ds, train_cfg["batch_size"], seed=seed, augment="none")
+    trainer = _trainer(train_cfg["epochs"], trainer_cfg, eval_cfg.get("val_every", 1))
+    trainer.fit(module, datamodule=datamodule)
+    x_test, y_test = datamodule.tensors["test"]
+    metrics = evaluate_classifier(module.model, x_test, y_test, ds.num_classes)
+    return metrics | {"val_acc": module.history[-1].get("val_acc"), "lr": train_cfg["lr"]}, module.history
+
+
+def run_evaluate(job, paths) -> list:
+    """K = evaluation.networks fresh networks per synthetic set; per (IPC, seed) a
+    metrics.json (test_acc = mean over the K networks, last epoch) and history.csv."""
+    import numpy as np
+
+    from lifelearn.io import md5_tree, read_json
+    from lifelearn.jobs import RunRecord
+    from lifelearn.tracking import tracked_run
+    from lifelearn.train.runner import write_history
+
+    spec, method = job.spec, job.name
+    ev, model_spec = spec["evaluation"], spec["model"]
+    synthetic = _by_ipc_seed(spec["ipcs"], job.seeds, [p.parent for p in paths.input("synthetic")])
+    outputs = _by_ipc_seed(spec["ipcs"], job.seeds, zip(paths.output("metrics"), paths.output("history")))
+    records = []
+    for ipc in spec["ipcs"]:
+        name = f"{method}_ipc{ipc}"
+        for seed in job.seeds:
+            syn = synthetic[(ipc, seed)]
+            metrics_path, history_path = outputs[(ipc, seed)]
+            ds_name = read_json(syn / "meta.json")["name"]
+            tags = {"stage": STUDY, "method": method, "name": name, "dataset": ds_name,
+                    "model": model_spec["arch"], "seed": seed, "dataset_md5": md5_tree(syn)}
+            with tracked_run(job.ctx, STUDY, f"{name}/seed{seed}", tags,
+                             {"evaluation": ev, "model": model_spec, "ipc": ipc, "seed": seed}) as run:
+                start = time.perf_counter()
+                nets, history = [], []
+                for k in range(ev["networks"]):
+                    m, h = train_on_synthetic(syn, model_spec, ev, job.trainer, seed * 1000 + k)
+                    nets.append(m)
+                    history += [{"network": k, **row} for row in h]
+                accs = [m["test_acc"] for m in nets]
+                metrics = {"test_acc": float(np.mean(accs)), "test_acc_networks": accs,
+                           "test_acc_std_networks": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
+                           "test_loss": float(np.mean([m["test_loss"] for m in nets])),
+                           "val_acc": float(np.mean([m["val_acc"] for m in nets])), "ipc": ipc,
+                           "syn_lr": nets[0]["lr"], "networks": len(nets), "epochs": ev["train"]["epochs"],
+                           "train_seconds": round(time.perf_counter() - start, 3)}
+                record = RunRecord(STUDY, STUDY, name, method, seed, ds_name, model_spec["arch"], run.run_id,
+                                   job.ctx.git_commit, metrics, {"synthetic_set": str(syn)})
+                write_history(history_path, history)
+                record.write(metrics_path)
+                run.log_metrics({k: v for k, v in metrics.items() if not isinstance(v, list)})
+                run.log_artifact(metrics_path)
+                run.log_artifact(history_path)
+                records.append(record)
+    return records

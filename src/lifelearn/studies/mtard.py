@@ -1,0 +1,99 @@
+"""Study `mtard` (Zhao et al. 2022; PAPERS.md section 2): students of one architecture
+trained by natural training, PGD-AT, ARD (one robust teacher) and MTARD (a clean and a
+robust teacher), one job per method entry running all seeds; student seed k uses the
+teachers' seed k. Every student is evaluated on the test set by clean accuracy, PGD-k
+accuracy and the weighted robust accuracy (`evaluate.robustness`).
+
+METHODS maps `mtard.methods.<name>.method` to a `Method`: its builder
+(model, spec, teachers) -> LightningModule and the teacher roles it loads
+(`mtard.teachers.clean` / `.robust`); the rules read the roles from here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from lifelearn.jobs import COMMON_CODE, LONG_CHAIN_PRIORITY, MODEL_EVALUATION, JobSpec, Layout
+
+STUDY = STAGE = "mtard"
+CODE = ("studies/mtard.py", "studies/teachers.py", "distill/kd.py", "distill/ard.py", "distill/mtard.py",
+        "train", "models", *MODEL_EVALUATION, "data", *COMMON_CODE)
+
+
+@dataclass(frozen=True)
+class Method:
+    build: Callable
+    teachers: tuple[str, ...] = ()
+    label: str = ""
+
+
+def _natural(model, spec, teachers):
+    from lifelearn.train.module import ClassifierModule
+
+    return ClassifierModule(model, spec["train"])
+
+
+def _pgd_at(model, spec, teachers):
+    from lifelearn.train.adversarial import PGDATModule
+
+    return PGDATModule(model, spec["train"], spec["attack"])
+
+
+def _ard(model, spec, teachers):
+    from lifelearn.distill.ard import ARDModule
+
+    m = spec["method"]
+    return ARDModule(model, teachers["robust"], spec["train"], spec["attack"], m["alpha"], m["tau"])
+
+
+def _mtard(model, spec, teachers):
+    from lifelearn.distill.mtard import MTARDModule
+
+    return MTARDModule(model, teachers["clean"], teachers["robust"], spec["train"], spec["attack"], spec["method"])
+
+
+METHODS = {
+    "natural": Method(_natural, (), "natural"),
+    "pgd_at": Method(_pgd_at, (), "PGD-AT"),
+    "ard": Method(_ard, ("robust",), "ARD"),
+    "mtard": Method(_mtard, ("clean", "robust"), "MTARD"),
+}
+
+
+def method_spec(section: dict, name: str) -> dict:
+    """What one student job depends on: the study's shared settings + that method's entry."""
+    return {**{k: v for k, v in section.items() if k != "methods"}, "method": section["methods"][name]}
+
+
+def jobs(config: dict, layout: Layout) -> list[JobSpec]:
+    from lifelearn.studies import check_names
+
+    section = config[STUDY]
+    out = []
+    for name, entry in section["methods"].items():
+        check_names([entry["method"]], METHODS, f"mtard.methods.{name}.method")
+        roles = METHODS[entry["method"]].teachers
+        teachers = {role: layout.teacher_checkpoints(config, section["teachers"][role], section["seeds"], "mtard.seeds")
+                    for role in roles}
+        out.append(JobSpec(STUDY, STAGE, name, f"mtard_{name}", spec=method_spec(section, name), seeds=section["seeds"],
+                           outputs=layout.trained_model_outputs(STUDY, name, section["seeds"]), code=CODE,
+                           datasets=(section["dataset"],), inputs=teachers, trainer=True, priority=LONG_CHAIN_PRIORITY))
+    return out
+
+
+def run(job, paths) -> list:
+    """Train student `job.name` once per seed against its teachers' checkpoints of that seed."""
+    from lifelearn.models.checkpoint import load_model
+    from lifelearn.studies.teachers import robustness_evaluator
+    from lifelearn.train.runner import RunLabel, run_seed, seed_outputs
+
+    spec = job.spec
+    method = METHODS[spec["method"]["method"]]
+    label = RunLabel(STUDY, STAGE, job.name, spec["method"]["method"], spec)
+    records = []
+    for i, (seed, out) in enumerate(zip(job.seeds, seed_outputs(paths))):
+        teachers = {role: load_model(paths.input(role)[i]) for role in method.teachers}
+        build = lambda model, ds, teachers=teachers: method.build(model, spec, teachers)  # noqa: E731
+        records.append(run_seed(label, seed, paths.input("data")[0].parent, spec["student"], spec["train"], build,
+                                out, job, evaluate=robustness_evaluator(spec["eval_attack"], seed)))
+    return records

@@ -1,0 +1,63 @@
+"""Study `teachers`: pretraining, one job per teacher running all its seeds
+(train/runner.py); later studies load a teacher by name, seed k for their seed k.
+
+METHODS maps `teachers.<name>.method` to a builder (model, dataset, teacher config) ->
+LightningModule: `natural` (cross-entropy) or `pgd_at` (PGD adversarial training with the
+teacher's `attack`). An optional `eval_attack` adds test-set clean / PGD / weighted robust
+accuracy to the metrics.
+"""
+from __future__ import annotations
+
+from lifelearn.jobs import COMMON_CODE, LONG_CHAIN_PRIORITY, MODEL_EVALUATION, JobSpec, Layout
+
+STUDY, STAGE = "teachers", "pretrain"
+CODE = ("studies/teachers.py", "train", "models", *MODEL_EVALUATION, "data", *COMMON_CODE)
+
+
+def _natural(model, ds, teacher):
+    from lifelearn.train.module import ClassifierModule
+
+    return ClassifierModule(model, teacher["train"])
+
+
+def _pgd_at(model, ds, teacher):
+    from lifelearn.train.adversarial import PGDATModule
+
+    return PGDATModule(model, teacher["train"], teacher["attack"])
+
+
+METHODS = {"natural": _natural, "pgd_at": _pgd_at}
+
+
+def jobs(config: dict, layout: Layout) -> list[JobSpec]:
+    from lifelearn.studies import check_names
+
+    teachers = config.get(STUDY) or {}
+    for name, teacher in teachers.items():
+        check_names([teacher["method"]], METHODS, f"teachers.{name}.method")
+    return [JobSpec(STUDY, STAGE, name, f"pretrain_{name}", spec=teacher, seeds=teacher["seeds"],
+                    outputs=layout.trained_model_outputs(STUDY, name, teacher["seeds"]), code=CODE,
+                    datasets=(teacher["dataset"],), trainer=True, priority=LONG_CHAIN_PRIORITY)
+            for name, teacher in teachers.items()]
+
+
+def robustness_evaluator(attack: dict, seed: int):
+    """run_seed's `evaluate` hook: clean / PGD / weighted robust accuracy on the test set."""
+    def evaluate(module, datamodule, ds):
+        from lifelearn.evaluate.robustness import robustness_metrics
+
+        x, y = datamodule.tensors["test"]
+        return robustness_metrics(module.model, x, y, attack, seed=seed)
+    return evaluate
+
+
+def run(job, paths) -> list:
+    """Train the teacher `job.name` once per seed."""
+    from lifelearn.train.runner import RunLabel, run_seed, seed_outputs
+
+    teacher = job.spec
+    label = RunLabel(STUDY, STAGE, job.name, teacher["method"], teacher)
+    build = lambda model, ds: METHODS[teacher["method"]](model, ds, teacher)  # noqa: E731
+    return [run_seed(label, seed, paths.input("data")[0].parent, teacher["model"], teacher["train"], build, out,
+                     job, evaluate=robustness_evaluator(teacher["eval_attack"], seed) if "eval_attack" in teacher else None)
+            for seed, out in zip(job.seeds, seed_outputs(paths))]
