@@ -12,10 +12,10 @@ from lifelearn.report import (
     evaluate_claims,
     load_histories,
     load_results,
-    paired_interval,
     write_report,
 )
 from lifelearn.report.writer import DATA_DIFFERS
+from lifelearn.stats import paired_interval
 
 T_975_DF2 = 4.302652729911275
 A = {0: 0.90, 1: 0.92, 2: 0.94}

@@ -52,7 +52,7 @@ for _name, _run in CONTINUAL_RUNS.items():
             stream=continual_files(_name, "stream.csv"),
             metrics=continual_files(_name, "metrics.json"),
             expert=[f"{RESULTS}/continual/{_expert}/seed{s}/stream.csv" for s in _run["seeds"]] if _expert else [],
-            code=code("evaluate/continual_metrics.py", "evaluate/continual_stage.py", "report/claims.py", "io.py"),
+            code=code("evaluate/continual_metrics.py", "evaluate/continual_stage.py", "stats.py", "io.py"),
         output:
             evaluation=continual_files(_name, "evaluation.json"),
             summary=f"{RESULTS}/continual/{_name}/summary.json",

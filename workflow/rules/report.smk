@@ -23,7 +23,7 @@ rule report:
         history=REPORT_INPUTS["history"],
         extra=REPORT_INPUTS["extra"],
         data_version=rules.data_version.output[0],
-        code=code("report", "evaluate/continual_metrics.py"),
+        code=code("report", "evaluate/continual_metrics.py", "stats.py"),
     params:
         config={k: v for k, v in config.items() if k != "_provenance"},
     script:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from lifelearn.evaluate.continual_metrics import continual_metrics
 from lifelearn.io import read_json, write_json
-from lifelearn.report.claims import paired_interval
+from lifelearn.stats import paired_interval
 
 EVALUATION, SUMMARY = "evaluation.json", "summary.json"
 

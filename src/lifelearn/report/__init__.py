@@ -1,5 +1,5 @@
 """Study reports: load run results, judge paper claims, draw figures, write the markdown."""
-from lifelearn.report.claims import evaluate_claim, evaluate_claims, paired_interval
+from lifelearn.report.claims import evaluate_claim, evaluate_claims
 from lifelearn.report.results import load_histories, load_results
 from lifelearn.report.writer import SECTIONS, write_report
 
@@ -9,6 +9,5 @@ __all__ = [
     "evaluate_claims",
     "load_histories",
     "load_results",
-    "paired_interval",
     "write_report",
 ]

@@ -16,7 +16,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from lifelearn.io import read_json  # noqa: E402
-from lifelearn.report.figures import BAND, _save, points_by_name, t_interval  # noqa: E402
+from lifelearn.report.figures import BAND, _save, points_by_name  # noqa: E402
+from lifelearn.stats import t_interval  # noqa: E402
 
 INTRO = (
     "R[i, j] is the test accuracy on task j after training task i (full test split); the stream is "

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from lifelearn.io import load_npy, read_json
-from lifelearn.report.figures import BAND, _save, t_interval
+from lifelearn.report.figures import BAND, _save
+from lifelearn.stats import t_interval
 
 LOSS_WINDOW = 10  # iterations in the rolling mean of the plotted matching loss
 

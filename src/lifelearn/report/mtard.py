@@ -10,8 +10,9 @@ import pandas as pd
 import seaborn as sns
 
 from lifelearn.io import read_json
-from lifelearn.report.figures import BAND, _save, t_interval
+from lifelearn.report.figures import BAND, _save
 from lifelearn.report.results import scalar_metrics
+from lifelearn.stats import t_interval
 
 
 def _writer():

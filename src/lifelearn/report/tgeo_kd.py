@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from lifelearn.report.figures import BAND, _save, metric_by_method, t_interval  # noqa: E402
+from lifelearn.report.figures import BAND, _save, metric_by_method  # noqa: E402
+from lifelearn.stats import paired_interval, t_interval  # noqa: E402
 
 METHOD_ORDER = ["ce", "kd", "anl", "ada", "wls", "tgeo"]
 LABELS = {"ce": "CE only", "kd": "vanilla KD", "anl": "ANL-KD", "ada": "ADA-KD", "wls": "WLS-KD", "tgeo": "TGeo-KD"}
@@ -61,8 +62,6 @@ def alpha_epochs_figure(hist: pd.DataFrame, path: Path) -> Path:
 
 def _distillation_gain(df: pd.DataFrame) -> str:
     """Vanilla KD minus CE-only, paired by seed: does this setting reward distillation at all?"""
-    from lifelearn.report.claims import paired_interval
-
     if not {"kd", "ce"} <= set(df["name"]) or "test_acc" not in df:
         return ""
     kd, ce = (df[df["name"] == n].set_index("seed")["test_acc"] for n in ("kd", "ce"))
