@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+import pkgutil
+from importlib import import_module
 
 import pandas as pd
 import pytest
@@ -12,10 +14,12 @@ from lifelearn.report import (
     evaluate_claims,
     load_histories,
     load_results,
-    paired_interval,
+    sections,
     write_report,
 )
-from lifelearn.report.writer import DATA_DIFFERS
+from lifelearn.report.sections import generic
+from lifelearn.report.writer import DATA_DIFFERS, section_of
+from lifelearn.stats import paired_interval
 
 T_975_DF2 = 4.302652729911275
 A = {0: 0.90, 1: 0.92, 2: 0.94}
@@ -214,3 +218,13 @@ def test_write_report_warns_when_data_differs(runs, tmp_path):
     text = make_report(runs, tmp_path, status="differs").read_text(encoding="utf-8")
     assert DATA_DIFFERS in text
     assert "regenerated data differs from the version recorded in data.dvc" in text
+
+
+@pytest.mark.parametrize("study", sorted(m.name for m in pkgutil.iter_modules(sections.__path__)))
+def test_a_study_is_written_by_its_section_module(study):
+    assert section_of(study) is import_module(f"lifelearn.report.sections.{study}").section
+
+
+@pytest.mark.parametrize("study", ["distill", "pretrain", "no.such.study"])
+def test_a_study_without_a_module_gets_the_generic_section(study):
+    assert section_of(study) is generic.section

@@ -1,14 +1,12 @@
 """Study reports: load run results, judge paper claims, draw figures, write the markdown."""
-from lifelearn.report.claims import evaluate_claim, evaluate_claims, paired_interval
+from lifelearn.report.claims import evaluate_claim, evaluate_claims
 from lifelearn.report.results import load_histories, load_results
-from lifelearn.report.writer import SECTIONS, write_report
+from lifelearn.report.writer import write_report
 
 __all__ = [
-    "SECTIONS",
     "evaluate_claim",
     "evaluate_claims",
     "load_histories",
     "load_results",
-    "paired_interval",
     "write_report",
 ]

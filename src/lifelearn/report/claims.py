@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from lifelearn.stats import paired_interval
 
 DIRECTIONS = ("greater", "less")
 VERDICT_RULE = (
@@ -18,18 +19,6 @@ VERDICT_RULE = (
     "otherwise (including an interval touching the margin, or fewer than two seeds); "
     "**not run** means the study, a method or the metric has no results."
 )
-
-
-def paired_interval(diffs, level: float = 0.95) -> tuple[float, float | None, float | None]:
-    """Mean of `diffs` and its two-sided Student-t interval; bounds are None when n < 2."""
-    d = np.asarray(diffs, dtype=float)
-    if d.size == 0:
-        raise ValueError("paired_interval needs at least one difference")
-    mean = float(d.mean())
-    if d.size < 2:
-        return mean, None, None
-    half = float(stats.t.ppf(0.5 + level / 2, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size))
-    return mean, mean - half, mean + half
 
 
 def beyond(x: float, margin: float, direction: str) -> bool:

@@ -12,16 +12,10 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from lifelearn.io import atomic_path  # noqa: E402
-from lifelearn.report.claims import paired_interval  # noqa: E402
+from lifelearn.stats import t_interval  # noqa: E402
 
 DPI = 110
 BAND = "95% Student-t interval of the mean over seeds"
-
-
-def t_interval(values) -> tuple[float, float]:
-    """Seaborn errorbar callable: the Student-t 95% interval (a point when n < 2)."""
-    mean, low, high = paired_interval(values)
-    return (mean, mean) if low is None else (low, high)
 
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:

@@ -5,101 +5,33 @@ README that exists belongs to a finished report. Text depends only on the inputs
 """
 from __future__ import annotations
 
-import math
 import re
+from importlib import import_module
+from importlib.util import find_spec
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 import pandas as pd
 import yaml
 
 from lifelearn.io import read_json, write_json, write_text
 from lifelearn.report.claims import VERDICT_RULE, evaluate_claims
-from lifelearn.report.continual import continual_section
-from lifelearn.report.dataset_distillation import dataset_distillation_section
-from lifelearn.report.figures import BAND, learning_curves, metric_by_method
-from lifelearn.report.mtard import mtard_section
-from lifelearn.report.results import ID_COLUMNS, load_histories, load_results
-from lifelearn.report.tgeo_kd import tgeo_kd_section
+from lifelearn.report.markdown import md_table, number
+from lifelearn.report.results import load_histories, load_results
+from lifelearn.report.sections import generic
 
 Section = Callable[[pd.DataFrame, pd.DataFrame, Path, dict], str]
 DATA_DIFFERS = ("regenerated data differs from the version recorded in data.dvc; "
                 "results are not comparable to the committed report")
 
 
-def _cell(x) -> str:
-    return str(x).replace("|", "\\|").replace("\n", " ")
-
-
-def md_table(header: list[str], rows: Iterable[list]) -> str:
-    """A GitHub markdown table; cells are stringified and pipes escaped."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _num(x, fmt: str = "{:.4f}") -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else fmt.format(x)
-
-
-def mean_std(values: pd.Series, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
-    """'mean ± std' of the non-missing values (std over seeds, ddof=1; omitted for one value)."""
-    v = values.dropna() * scale
-    if v.empty:
-        return "n/a"
-    return fmt.format(v.mean()) + ("" if len(v) < 2 else " ± " + fmt.format(v.std(ddof=1)))
-
-
-def _figure(rel: str, caption: str) -> str:
-    return f"![{Path(rel).stem}]({rel})\n\n*{caption}.*"
-
-
-def _curves(hist: pd.DataFrame, out_dir: Path, stem: str) -> str:
-    if hist.empty or "val_acc" not in hist:
-        return ""
-    rel = f"figures/{stem}-learning-curves.png"
-    learning_curves(hist, out_dir / rel)
-    return _figure(rel, f"Validation accuracy per epoch; line: mean over seeds, band: {BAND}")
-
-
-def _col(g: pd.DataFrame, name: str) -> pd.Series:
-    return g[name] if name in g else pd.Series(dtype=float)
-
-
-def teachers_section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config: dict) -> str:
-    """'pretrain' stage: a table per dataset and the learning curves."""
-    parts = ["## Teacher pretraining"]
-    header = ["teacher", "model", "seeds", "test acc (%)", "val acc (%)", "train s (mean)"]
-    for dataset, sub in df.groupby("dataset", sort=True, dropna=False):
-        rows = [[name, ", ".join(sorted(g["model"].dropna().unique())), len(g),
-                 mean_std(_col(g, "test_acc"), 100), mean_std(_col(g, "val_acc"), 100),
-                 _num(_col(g, "train_seconds").mean(), "{:.1f}")]
-                for name, g in sub.groupby("name", sort=True)]
-        parts += [f"### {dataset}", md_table(header, rows)]
-    study = df["study"].iloc[0]
-    if "test_acc" in df:
-        rel = f"figures/{study}-pretrain-test_acc.png"
-        metric_by_method(df, "test_acc", out_dir / rel)
-        caption = "Test accuracy per teacher; blue: seeds, black: mean and " + BAND
-        parts.append(_figure(rel, caption))
-    parts.append(_curves(hist, out_dir, f"{study}-pretrain"))
-    return "\n\n".join(p for p in parts if p)
-
-
-def generic_section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config: dict) -> str:
-    """Any stage without a dedicated section: every scalar metric as mean ± std per name."""
-    study, stage = df["study"].iloc[0], df["stage"].iloc[0]
-    metrics = [c for c in df.columns if c not in ID_COLUMNS and df[c].notna().any()]
-    rows = [[name, len(g), *(mean_std(g[m], fmt="{:.4g}") for m in metrics)]
-            for name, g in df.groupby("name", sort=True)]
-    parts = [f"## Study `{study}`, stage `{stage}`",
-             "Mean ± std over seeds (ddof=1).",
-             md_table(["name", "seeds", *metrics], rows),
-             _curves(hist, out_dir, f"{study}-{stage}")]
-    return "\n\n".join(p for p in parts if p)
-
-
-SECTIONS: dict[str, Section] = {"pretrain": teachers_section, "mtard": mtard_section, "continual": continual_section, "tgeo_kd": tgeo_kd_section, "dataset_distillation": dataset_distillation_section}
+def section_of(study: str) -> Section:
+    """The `section` of lifelearn.report.sections.<study>, or the generic one when the
+    study has no module there."""
+    name = f"{generic.__package__}.{study}"
+    if study.isidentifier() and find_spec(name) is not None:
+        return import_module(name).section
+    return generic.section
 
 
 def claims_section(claims: list[dict]) -> str:
@@ -111,21 +43,21 @@ def claims_section(claims: list[dict]) -> str:
     rows = []
     for c in claims:
         op = ">" if c["direction"] == "greater" else "<"
-        base = c["b"] if c["b"] is not None else _num(c["value"], "{:g}")
+        base = c["b"] if c["b"] is not None else number(c["value"], "{:g}")
         ci = "" if c["ci_low"] is None else f" [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]"
         rows.append([c["id"], c["statement"], c["source"], c["metric"],
-                     f"{c['a']} - {base} {op} {c['margin']:g}", _num(c["mean_a"]),
-                     _num(c["mean_b"]), _num(c["mean_diff"], "{:+.4f}") + ci,
+                     f"{c['a']} - {base} {op} {c['margin']:g}", number(c["mean_a"]),
+                     number(c["mean_b"]), number(c["mean_diff"], "{:+.4f}") + ci,
                      f"{c['seeds_won']}/{c['n']}", f"**{c['verdict']}**", c["note"]])
     return "\n\n".join(["## Paper claims", VERDICT_RULE, md_table(header, rows)])
 
 
 def study_sections(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config: dict) -> list[str]:
-    """One section per (study, stage), in sorted order, from SECTIONS or the generic fallback."""
+    """One section per (study, stage), in sorted order, written by the study's section module."""
     parts = []
     for (study, stage), sub in df.groupby(["study", "stage"], sort=True):
         h = hist[(hist["study"] == study) & (hist["stage"] == stage)]
-        parts.append(SECTIONS.get(stage, generic_section)(sub, h, out_dir, config))
+        parts.append(section_of(study)(sub, h, out_dir, config))
     return parts
 
 

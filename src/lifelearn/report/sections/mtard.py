@@ -10,15 +10,10 @@ import pandas as pd
 import seaborn as sns
 
 from lifelearn.io import read_json
-from lifelearn.report.figures import BAND, _save, t_interval
+from lifelearn.report.figures import BAND, _save
+from lifelearn.report.markdown import figure, md_table, mean_std
 from lifelearn.report.results import scalar_metrics
-
-
-def _writer():
-    """report.writer's table helpers (imported late: writer registers this section)."""
-    from lifelearn.report import writer
-
-    return writer
+from lifelearn.stats import t_interval
 
 ACC = [("test_clean_acc", "clean acc (%)"), ("test_pgd_acc", "PGD acc (%)"),
        ("test_weighted_robust_acc", "weighted robust acc (%)")]
@@ -47,9 +42,9 @@ def _table(df: pd.DataFrame, teachers: pd.DataFrame, order: list[str]) -> str:
     header = ["model", "seeds", *(label for _, label in ACC), "train s (mean, wall)"]
     rows = []
     for name, g in [(n, df[df["name"] == n]) for n in order] + list(teachers.groupby("name", sort=True)):
-        rows.append([name, len(g), *(_writer().mean_std(g[m], 100) if m in g else "n/a" for m, _ in ACC),
+        rows.append([name, len(g), *(mean_std(g[m], 100) if m in g else "n/a" for m, _ in ACC),
                      f"{g['train_seconds'].mean():.1f}" if "train_seconds" in g else "n/a"])
-    return _writer().md_table(header, rows)
+    return md_table(header, rows)
 
 
 def _scatter(points: pd.DataFrame, path: Path) -> None:
@@ -107,7 +102,7 @@ def _premise(df: pd.DataFrame, teachers: pd.DataFrame) -> str:
     return " ".join(lines)
 
 
-def mtard_section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config: dict) -> str:
+def section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config: dict) -> str:
     """Stage `mtard`: the accuracy table, the scatter, the balances, the premise in numbers."""
     study = df["study"].iloc[0]
     order = [n for n in ("natural", "pgd_at", "ard", "mtard") if n in set(df["name"])]
@@ -126,13 +121,13 @@ def mtard_section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config: d
                                                                    if "test_pgd_acc" in teachers else teachers.iloc[0:0]])
         rel = f"figures/{study}-accuracy-vs-robustness.png"
         _scatter(points, out_dir / rel)
-        parts.append(_writer()._figure(rel, "Clean vs PGD accuracy; small dots: seeds, diamonds: means over seeds"))
+        parts.append(figure(rel, "Clean vs PGD accuracy; small dots: seeds, diamonds: means over seeds"))
     mt = hist[hist["tau_adv"].notna()] if "tau_adv" in hist else hist.iloc[0:0]
     if not mt.empty:
         rel = f"figures/{study}-balances.png"
         _trajectories(mt, out_dir / rel)
-        parts.append(_writer()._figure(rel, "MTARD's temperatures and loss weights per epoch (epoch mean of the per-batch "
-                                  f"values; per-batch series in MLflow); band: {BAND}"))
+        parts.append(figure(rel, "MTARD's temperatures and loss weights per epoch (epoch mean of the per-batch "
+                                 f"values; per-batch series in MLflow); band: {BAND}"))
     premise = _premise(df, teachers)
     if premise:
         parts.append("**Measured.** " + premise)

@@ -13,25 +13,11 @@ import numpy as np
 import pandas as pd
 
 from lifelearn.io import load_npy, read_json
-from lifelearn.report.figures import BAND, _save, t_interval
+from lifelearn.report.figures import BAND, _save
+from lifelearn.report.markdown import column, figure, md_table, mean_std
+from lifelearn.stats import t_interval
 
 LOSS_WINDOW = 10  # iterations in the rolling mean of the plotted matching loss
-
-
-def md_table(header, rows) -> str:  # report.writer imports this module: its helpers are looked up late
-    from lifelearn.report.writer import md_table as table
-
-    return table(header, rows)
-
-
-def mean_std(values, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
-    from lifelearn.report.writer import mean_std as ms
-
-    return ms(values, scale, fmt)
-
-
-def _figure(rel: str, caption: str) -> str:
-    return f"![{Path(rel).stem}]({rel})\n\n*{caption}.*"
 
 
 def _ipc(name: str) -> int:
@@ -47,9 +33,8 @@ def accuracy_table(df: pd.DataFrame, initial_lr: float | None = None) -> str:
     ratio to the initial one (the experts' learning rate) when known."""
     rows = []
     for name, g in sorted(df.groupby("name"), key=lambda kv: (_ipc(kv[0]), kv[0])):
-        nets = g["test_acc_std_networks"] if "test_acc_std_networks" in g else pd.Series(dtype=float)
         rows.append([_ipc(name), _method(name), len(g), int(g["networks"].iloc[0]) if "networks" in g else "",
-                     mean_std(g["test_acc"], 100), mean_std(nets, 100),
+                     mean_std(g["test_acc"], 100), mean_std(column(g, "test_acc_std_networks"), 100),
                      mean_std(g["syn_lr"], fmt="{:.4f}") if "syn_lr" in g else "n/a",
                      mean_std(g["syn_lr"] / initial_lr, fmt="{:.3f}") if "syn_lr" in g and initial_lr else "n/a"])
     return md_table(["IPC", "method", "seeds", "networks / seed", "test acc (%)",
@@ -100,9 +85,9 @@ def synthetic_figure(df: pd.DataFrame, out_dir: Path, ipc: int) -> str:
         ax.set_yticks([])
     rel = f"figures/dataset_distillation-synthetic-ipc{ipc}.png"
     _save(fig, out_dir / rel)
-    return _figure(rel, f"Synthetic sets at IPC {ipc}, seed {seed}: one column per class, pixel values 0 (white) "
-                        f"to 1 (black); `random` is the real subset every method starts from unless "
-                        f"representative initialisation is on")
+    return figure(rel, f"Synthetic sets at IPC {ipc}, seed {seed}: one column per class, pixel values 0 (white) "
+                       f"to 1 (black); `random` is the real subset every method starts from unless "
+                       f"representative initialisation is on")
 
 
 def loss_figure(df: pd.DataFrame, out_dir: Path) -> str:
@@ -130,13 +115,13 @@ def loss_figure(df: pd.DataFrame, out_dir: Path) -> str:
             ax.set_ylabel("matching loss (normalised)")
     rel = "figures/dataset_distillation-matching-loss.png"
     _save(fig, out_dir / rel)
-    return _figure(rel, f"Matching loss ||theta_hat - theta*_(t+M)||^2 / ||theta*_t - theta*_(t+M)||^2 per "
-                        f"iteration (rolling mean over {LOSS_WINDOW} iterations, +intermediate terms where on); "
-                        f"line: mean over seeds, band: {BAND}. Methods differ in experts and inner loss, so their "
-                        f"losses are not on one scale")
+    return figure(rel, f"Matching loss ||theta_hat - theta*_(t+M)||^2 / ||theta*_t - theta*_(t+M)||^2 per "
+                       f"iteration (rolling mean over {LOSS_WINDOW} iterations, +intermediate terms where on); "
+                       f"line: mean over seeds, band: {BAND}. Methods differ in experts and inner loss, so their "
+                       f"losses are not on one scale")
 
 
-def dataset_distillation_section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config: dict) -> str:
+def section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config: dict) -> str:
     """'dataset_distillation' stage: accuracy per IPC and method, experts, images, loss curve."""
     cfg = config.get("dataset_distillation", {})
     root = Path(df["result_dir"].iloc[0]).parents[1]

@@ -13,7 +13,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from lifelearn.report.figures import BAND, _save, metric_by_method, t_interval  # noqa: E402
+from lifelearn.report.figures import BAND, _save, metric_by_method  # noqa: E402
+from lifelearn.report.markdown import column, figure, md_table, mean_std, number  # noqa: E402
+from lifelearn.stats import paired_interval, t_interval  # noqa: E402
 
 METHOD_ORDER = ["ce", "kd", "anl", "ada", "wls", "tgeo"]
 LABELS = {"ce": "CE only", "kd": "vanilla KD", "anl": "ANL-KD", "ada": "ADA-KD", "wls": "WLS-KD", "tgeo": "TGeo-KD"}
@@ -61,8 +63,6 @@ def alpha_epochs_figure(hist: pd.DataFrame, path: Path) -> Path:
 
 def _distillation_gain(df: pd.DataFrame) -> str:
     """Vanilla KD minus CE-only, paired by seed: does this setting reward distillation at all?"""
-    from lifelearn.report.claims import paired_interval
-
     if not {"kd", "ce"} <= set(df["name"]) or "test_acc" not in df:
         return ""
     kd, ce = (df[df["name"] == n].set_index("seed")["test_acc"] for n in ("kd", "ce"))
@@ -79,62 +79,60 @@ def _distillation_gain(df: pd.DataFrame) -> str:
     return text
 
 
-def tgeo_kd_section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config: dict) -> str:
+def section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config: dict) -> str:
     """'tgeo_kd' stage: accuracy table, alpha vs teacher correctness (test), alpha per epoch."""
-    from lifelearn.report.writer import _figure, _num, md_table, mean_std
-
     out_dir = Path(out_dir)
     study = df["study"].iloc[0]
-    section = config.get("tgeo_kd", {})
+    cfg = config.get("tgeo_kd", {})
     order = _order(df["name"])
-    col = lambda g, c: g[c] if c in g else pd.Series(dtype=float)  # noqa: E731
     rows = []
     for name in order:
         g = df[df["name"] == name]
         h = hist[(hist["name"] == name)] if "alpha_mean" in hist else pd.DataFrame()
         last = h[h["epoch"] == h["epoch"].max()] if not h.empty else h
-        rows.append([LABELS.get(name, name), len(g), mean_std(col(g, "test_acc"), 100), mean_std(col(g, "val_acc"), 100),
-                     mean_std(col(last, "alpha_mean"), fmt="{:.3f}"),
-                     mean_std(col(g, "alpha_test_teacher_correct"), fmt="{:.3f}"),
-                     mean_std(col(g, "alpha_test_teacher_wrong"), fmt="{:.3f}"),
-                     _num(col(g, "train_seconds").mean(), "{:.1f}")])
+        rows.append([LABELS.get(name, name), len(g),
+                     mean_std(column(g, "test_acc"), 100), mean_std(column(g, "val_acc"), 100),
+                     mean_std(column(last, "alpha_mean"), fmt="{:.3f}"),
+                     mean_std(column(g, "alpha_test_teacher_correct"), fmt="{:.3f}"),
+                     mean_std(column(g, "alpha_test_teacher_wrong"), fmt="{:.3f}"),
+                     number(column(g, "train_seconds").mean(), "{:.1f}")])
     header = ["method", "seeds", "test acc (%)", "val acc (%)", "alpha, last epoch (train)",
               "alpha, teacher right (test)", "alpha, teacher wrong (test)", "train s (mean)"]
-    wrong = col(df, "teacher_test_wrong").dropna()
-    teacher_acc = col(df, "teacher_test_acc").dropna()
+    wrong = column(df, "teacher_test_wrong").dropna()
+    teacher_acc = column(df, "teacher_test_acc").dropna()
     parts = [f"## TGeo-KD: sample-wise fusion ratios (`{study}`)",
-             f"Student `{section.get('student')}` distils teacher `{section.get('teacher')}` on "
-             f"`{section.get('dataset')}`; every method minimises mean_i [alpha_i tau^2 KL + (1 - alpha_i) CE] "
+             f"Student `{cfg.get('student')}` distils teacher `{cfg.get('teacher')}` on "
+             f"`{cfg.get('dataset')}`; every method minimises mean_i [alpha_i tau^2 KL + (1 - alpha_i) CE] "
              "and differs only in alpha_i (PAPERS.md section 3). TGeo-KD's fusion net learns on a meta-validation "
              "set carved from the TRAINING split; its teacher class means T_bar come from the training split only. "
              "Mean ± std over seeds (ddof=1); test accuracy of the final epoch (no selection on test).",
              md_table(header, rows)]
     if not teacher_acc.empty:
-        parts.append(f"Teacher on the test split: {_num(teacher_acc.mean() * 100, '{:.2f}')}% accuracy, "
-                     f"{_num(wrong.mean(), '{:.1f}')} wrong samples per seed on average. The alpha columns are "
+        parts.append(f"Teacher on the test split: {number(teacher_acc.mean() * 100, '{:.2f}')}% accuracy, "
+                     f"{number(wrong.mean(), '{:.1f}')} wrong samples per seed on average. The alpha columns are "
                      "measured on the TEST split (held out): the teacher is almost never wrong on its training data, "
                      "so correctness cannot be compared there. A method that trusts the teacher less where it is "
                      "wrong has a lower alpha in the 'teacher wrong' column.")
     if "test_acc" in df:
         rel = f"figures/{study}-test_acc.png"
         metric_by_method(df.assign(name=df["name"].map(lambda n: LABELS.get(n, n))), "test_acc", out_dir / rel)
-        parts.append(_figure(rel, "Student test accuracy per method; blue: seeds, black: mean and " + BAND))
+        parts.append(figure(rel, "Student test accuracy per method; blue: seeds, black: mean and " + BAND))
     if {"alpha_test_teacher_correct", "alpha_test_teacher_wrong"} <= set(df.columns):
         rel = f"figures/{study}-alpha-vs-teacher-correctness.png"
         alpha_correctness_figure(df, out_dir / rel)
-        parts.append(_figure(rel, "Mean alpha on TEST samples the teacher classifies correctly vs wrongly, "
-                                  "after training; points: mean over seeds, bars: " + BAND))
+        parts.append(figure(rel, "Mean alpha on TEST samples the teacher classifies correctly vs wrongly, "
+                                 "after training; points: mean over seeds, bars: " + BAND))
     if not hist.empty and "alpha_mean" in hist:
         rel = f"figures/{study}-alpha-per-epoch.png"
         alpha_epochs_figure(hist.dropna(subset=["alpha_mean"]), out_dir / rel)
-        parts.append(_figure(rel, "alpha on the training batches per epoch: mean (line) and 10-90% quantile band, "
-                                  "averaged over seeds"))
+        parts.append(figure(rel, "alpha on the training batches per epoch: mean (line) and 10-90% quantile band, "
+                                 "averaged over seeds"))
     parts.append(_distillation_gain(df))
     if "alpha_mean" in hist and (hist["name"] == "tgeo").any():
         a = hist[hist["name"] == "tgeo"].groupby("epoch")["alpha_mean"].mean()
         parts.append(f"TGeo-KD's mean alpha on training batches (mean over seeds): first epoch {a.iloc[0]:.3f}, "
                      f"last epoch {a.iloc[-1]:.3f} (fusion net started at alpha_init = "
-                     f"{section.get('methods', {}).get('tgeo', {}).get('alpha_init', 'n/a')}).")
+                     f"{cfg.get('methods', {}).get('tgeo', {}).get('alpha_init', 'n/a')}).")
     if "fusion_val_loss" in hist:
         fv = hist.dropna(subset=["fusion_val_loss"]).groupby("epoch")["fusion_val_loss"].mean()
         if not fv.empty:

@@ -16,7 +16,9 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from lifelearn.io import read_json  # noqa: E402
-from lifelearn.report.figures import BAND, _save, points_by_name, t_interval  # noqa: E402
+from lifelearn.report.figures import BAND, _save, points_by_name  # noqa: E402
+from lifelearn.report.markdown import column, figure, md_table, mean_std, number  # noqa: E402
+from lifelearn.stats import t_interval  # noqa: E402
 
 INTRO = (
     "R[i, j] is the test accuracy on task j after training task i (full test split); the stream is "
@@ -189,21 +191,19 @@ def comparison(df: pd.DataFrame, path: Path, metrics=(("avg_acc", "ACC (%)"), ("
 def _table(groups, columns) -> list[list]:
     """Rows [run, seeds, mean ± std per column]; percentages with 2 decimals, iterations
     with 1, ratios and contrasts with 3."""
-    from lifelearn.report.writer import _col, mean_std
-
     rows = []
     for name, g in groups:
         row = [name, len(g)]
         for _, metric, scale in columns:
             fmt = "{:.2f}" if scale == 100 else "{:.1f}" if metric.endswith("_iters") else "{:.3f}"
-            row.append(mean_std(_col(g, metric), scale, fmt))
+            row.append(mean_std(column(g, metric), scale, fmt))
         rows.append(row)
     return rows
 
 
-def continual_section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config: dict) -> str:
-    from lifelearn.report.writer import _col, _figure, _num, md_table  # writer imports this module
-
+def section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config: dict) -> str:
+    """Per setting: the two metric tables, the notes that apply, the comparison, the mean
+    accuracy matrices, the stream and the stability gap."""
     study = df["study"].iloc[0]
     df = df.assign(setting=[_setting_of(config, n) for n in df["name"]])
     parts = ["## Continual fine-tuning", INTRO]
@@ -214,7 +214,7 @@ def continual_section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, confi
         parts += [f"### Setting `{setting}`", described,
                   "Accuracy (%), mean ± std over seeds:",
                   md_table(["run", "seeds", *(c[0] for c in ACCURACY_COLUMNS), "train steps/s"],
-                           [row + [_num(_col(g, "steps_per_second").mean(), "{:.0f}")]
+                           [row + [number(column(g, "steps_per_second").mean(), "{:.0f}")]
                             for row, (_, g) in zip(_table(by_run, ACCURACY_COLUMNS), by_run)]),
                   "Stability gap, windowed forgetting / plasticity (points of accuracy) and lifelong-learning "
                   "metrics (PM in points; FT, BT as contrasts; relative performance and sample efficiency "
@@ -226,18 +226,18 @@ def continual_section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, confi
             parts.append(SYNTHETIC_NOTE)
         rel = f"figures/{study}-{setting}-comparison.png"
         comparison(sub, out_dir / rel)
-        parts.append(_figure(rel, f"Final average accuracy and min-ACC per run; black: mean and {BAND}; blue: seeds"))
+        parts.append(figure(rel, f"Final average accuracy and min-ACC per run; black: mean and {BAND}; blue: seeds"))
         rel = f"figures/{study}-{setting}-accuracy-matrix.png"
         heatmaps(groups, out_dir / rel)
-        parts.append(_figure(rel, "Mean accuracy matrix R[i, j] (%) over seeds per run"))
+        parts.append(figure(rel, "Mean accuracy matrix R[i, j] (%) over seeds per run"))
         rel = f"figures/{study}-{setting}-stream.png"
         stream_curves(groups, out_dir / rel)
-        parts.append(_figure(rel, "Continual evaluation: accuracy of each seen task on its fixed test "
-                                  "subset against the training iteration (mean over seeds); dashed: task switches"))
+        parts.append(figure(rel, "Continual evaluation: accuracy of each seen task on its fixed test "
+                                 "subset against the training iteration (mean over seeds); dashed: task switches"))
         rel = f"figures/{study}-{setting}-stability-gap.png"
         gap_curves({n: d for n, d in groups.items() if not _is_expert(config, n)}, out_dir / rel)
-        parts.append(_figure(rel, "Stability gap: change of the old tasks' accuracy against the iterations since "
-                                  "a task switch, relative to their last evaluation before it (mean over switches "
-                                  f"and old tasks; line: mean over seeds, band: {BAND}; single-task experts, which "
-                                  "restart at every switch, left out)"))
+        parts.append(figure(rel, "Stability gap: change of the old tasks' accuracy against the iterations since "
+                                 "a task switch, relative to their last evaluation before it (mean over switches "
+                                 f"and old tasks; line: mean over seeds, band: {BAND}; single-task experts, which "
+                                 "restart at every switch, left out)"))
     return "\n\n".join(p for p in parts if p)
