@@ -30,6 +30,23 @@ def copy_workflow(dest: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def processes_only_in_slow_tests(request, monkeypatch):
+    """A test that starts a Python, Snakemake, DVC or MLflow process is marked slow, so
+    that `make test-fast` (pytest -m "not slow") runs in-process tests only."""
+    if request.node.get_closest_marker("slow"):
+        return
+    start = subprocess.Popen.__init__
+
+    def guarded(self, args, *rest, **kwargs):
+        argv = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args)
+        if argv and Path(str(argv[0])).name.startswith(("python", "snakemake", "dvc", "mlflow")):
+            pytest.fail(f"{request.node.nodeid} starts {[str(a) for a in argv[:3]]}: mark it @pytest.mark.slow")
+        start(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", guarded)
+
+
+@pytest.fixture(autouse=True)
 def one_torch_thread():
     """Tests train on one thread (as pipeline jobs do, `threads: 1`): stable and fair on 2 cores."""
     import torch
@@ -63,9 +80,11 @@ def snakemake(workdir: Path, *args: str, env=None) -> subprocess.CompletedProces
     return proc
 
 
-def planned_jobs(workdir: Path) -> dict[str, int]:
-    """Rule -> job count of a dry run ({} when there is nothing to do)."""
-    out = snakemake(workdir, "-n").stdout
+def planned_jobs(workdir: Path, override: dict | None = None) -> dict[str, int]:
+    """Rule -> job count of a dry run ({} when there is nothing to do), with `override`
+    (config values, as a `--configfile` on top of config/) when given."""
+    args = ["--configfile", str(write_override(workdir, "planned.yaml", override))] if override else []
+    out = snakemake(workdir, "-n", *args).stdout
     if "Nothing to be done" in out:
         return {}
     table = out.split("Job stats:", 1)[1].split("total", 1)[0]

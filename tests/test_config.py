@@ -146,6 +146,7 @@ def test_every_study_has_its_config_schema_and_rule_file():
         assert callable(study(name).jobs) and callable(study(name).run) and study(name).METHODS
 
 
+@pytest.mark.slow
 def test_bad_config_fails_before_any_job(workflow_copy):
     override = write_override(workflow_copy, "bad.yaml", {"teachers": {"mnist1d_mlp": {"train": {"optimizer": "adamm"}}}})
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--config", "profile=smoke",
@@ -156,6 +157,7 @@ def test_bad_config_fails_before_any_job(workflow_copy):
     assert not (workflow_copy / "results").exists() and not (workflow_copy / "data").exists()
 
 
+@pytest.mark.slow
 def test_student_seeds_without_teacher_checkpoints_are_named_before_any_job(workflow_copy):
     override = write_override(workflow_copy, "seeds.yaml", {"profiles": {"smoke": {"tgeo_kd": {"seeds": [0, 5]}}}})
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--config", "profile=smoke",
@@ -164,6 +166,7 @@ def test_student_seeds_without_teacher_checkpoints_are_named_before_any_job(work
     assert "tgeo_kd.seeds: seeds [5] have no checkpoint of teacher 'mnist1d_convnet'" in proc.stderr + proc.stdout
 
 
+@pytest.mark.slow
 def test_paper_profile_plans_cifar_downloads_and_resnet_teachers(workflow_copy):
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--config", "profile=paper"],
                           cwd=workflow_copy, capture_output=True, text=True)

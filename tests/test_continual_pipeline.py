@@ -52,10 +52,7 @@ def test_continual_runs_write_stream_matrix_metrics_and_mlflow_series(pipeline):
 
 
 def test_strategy_hyperparameter_reruns_only_that_run_and_the_report(pipeline):
-    config = pipeline / "config" / "config.yaml"
-    with edited(config, "ci_er: {setting: class_il, strategies: {er: {buffer: 200,",
-                "ci_er: {setting: class_il, strategies: {er: {buffer: 150,"):
-        jobs = planned_jobs(pipeline)
+    jobs = planned_jobs(pipeline, {"continual": {"runs": {"ci_er": {"strategies": {"er": {"buffer": 150}}}}}})
     assert jobs == {"continual_ci_er": 1, "continual_eval_ci_er": 1, "report": 1, "all": 1}
 
 
@@ -71,9 +68,7 @@ def test_synthetic_replay_reads_the_distilled_set_of_its_seed(pipeline):
     record = json.loads((pipeline / "results" / "smoke" / "continual" / "ci_synthetic_er" / "seed1"
                          / "evaluation.json").read_text())
     assert record["method"] == "synthetic_er" and 0.0 <= record["metrics"]["avg_acc"] <= 1.0
-    config = pipeline / "config" / "config.yaml"
-    with edited(config, "distill: {iterations: 4}", "distill: {iterations: 5}"):
-        jobs = planned_jobs(pipeline)
+    jobs = planned_jobs(pipeline, {"profiles": {"smoke": {"dataset_distillation": {"distill": {"iterations": 5}}}}})
     assert {"dd_distill_mtt", "continual_ci_synthetic_er", "continual_eval_ci_synthetic_er"} <= set(jobs)
     assert "continual_ci_er" not in jobs
 
@@ -97,9 +92,7 @@ def test_a_distilled_student_is_fine_tuned_on_a_domain_incremental_stream(pipeli
 
 
 def test_distilled_student_change_reruns_the_stream_built_on_it(pipeline):
-    config = pipeline / "config" / "config.yaml"
-    with edited(config, "student: {channels: [4]}", "student: {channels: [6]}"):
-        jobs = planned_jobs(pipeline)
+    jobs = planned_jobs(pipeline, {"profiles": {"smoke": {"mtard": {"student": {"channels": [6]}}}}})
     assert {"mtard_mtard", "continual_di_student_finetune", "report"} <= set(jobs)
     built_on_it = {"continual_di_student_finetune", "continual_eval_di_student_finetune"}
     assert not any(rule.startswith("continual_") and rule not in built_on_it for rule in jobs)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import edited, experiment_runs, mlflow_client, planned_jobs
+from conftest import experiment_runs, mlflow_client, planned_jobs
 
 pytestmark = pytest.mark.slow
 
@@ -60,23 +60,17 @@ def test_mlflow_has_distillation_runs_with_the_synthetic_set(pipeline):
 
 
 def test_distillation_switch_reruns_distillation_evaluation_and_report_not_experts(pipeline):
-    config = pipeline / "config" / "config.yaml"
-    with edited(config, "balanced_loss: true", "balanced_loss: false"):
-        jobs = planned_jobs(pipeline)
+    jobs = planned_jobs(pipeline, {"dataset_distillation": {"methods": {"smooth_mtt": {"balanced_loss": False}}}})
     assert dd_jobs(jobs) == {"dd_distill_smooth_mtt", "dd_evaluate_smooth_mtt"}
     assert jobs["report"] == 1 and not {r for r in jobs if r.startswith("pretrain_")}
 
 
 def test_expert_option_reruns_the_experts_and_what_matches_them(pipeline):
-    config = pipeline / "config" / "config.yaml"
-    with edited(config, "smooth: {clip_loss: true, grad_penalty: 2.0}", "smooth: {clip_loss: true, grad_penalty: 1.0}"):
-        jobs = planned_jobs(pipeline)
+    jobs = planned_jobs(pipeline, {"dataset_distillation": {"experts": {"sets": {"smooth": {"grad_penalty": 1.0}}}}})
     assert dd_jobs(jobs) == {"dd_experts_smooth", "dd_distill_smooth_mtt", "dd_evaluate_smooth_mtt"}
     assert jobs["report"] == 1
 
 
 def test_evaluation_setting_reruns_only_evaluations(pipeline):
-    config = pipeline / "config" / "config.yaml"
-    with edited(config, "evaluation: {networks: 1, val_every: 1", "evaluation: {networks: 2, val_every: 1"):
-        jobs = planned_jobs(pipeline)
+    jobs = planned_jobs(pipeline, {"profiles": {"smoke": {"dataset_distillation": {"evaluation": {"networks": 2}}}}})
     assert dd_jobs(jobs) == {f"dd_evaluate_{m}" for m in METHODS} and jobs["report"] == 1

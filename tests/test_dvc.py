@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from lifelearn.data.version import cache_if_match, check_data_version, dvc_dir_md5
@@ -23,6 +24,7 @@ def run(cmd, cwd):
     subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True)
 
 
+@pytest.mark.slow  # runs DVC
 def test_dir_md5_equals_dvc_add(tmp_path):
     data = make_data(tmp_path)
     run(["git", "init", "-q"], tmp_path)
@@ -44,6 +46,7 @@ def test_check_data_version_statuses(tmp_path):
     assert check_data_version(data, dvc_file)["status"] == "differs"
 
 
+@pytest.mark.slow  # runs DVC
 def test_matching_data_is_cached_and_dvc_status_is_clean(tmp_path):
     data = make_data(tmp_path)
     run(["git", "init", "-q"], tmp_path)
@@ -58,6 +61,7 @@ def test_matching_data_is_cached_and_dvc_status_is_clean(tmp_path):
     assert status.stdout.strip() == "{}" and dvc_file.read_text() == before
 
 
+@pytest.mark.slow  # runs DVC
 def test_differing_data_is_never_cached(tmp_path):
     data = make_data(tmp_path)
     dvc_file = tmp_path / "data.dvc"

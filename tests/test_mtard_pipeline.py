@@ -58,31 +58,25 @@ def _mtard_jobs(jobs):
 
 
 def test_mtard_hyperparameter_reruns_only_the_mtard_student_and_the_report(pipeline):
-    with edited(pipeline / "config" / "config.yaml", "nlb: {enabled: true, step: 0.025",
-                "nlb: {enabled: false, step: 0.025"):
-        jobs = planned_jobs(pipeline)
+    jobs = planned_jobs(pipeline, {"mtard": {"methods": {"mtard": {"nlb": {"enabled": False}}}}})
     assert _mtard_jobs(jobs) == {"mtard_mtard"} and jobs["report"] == 1
     assert not any(rule.startswith("pretrain_") for rule in jobs) and "prepare_data" not in jobs
 
 
 def test_ard_hyperparameter_reruns_only_ard(pipeline):
-    with edited(pipeline / "config" / "config.yaml", "ard: {method: ard, alpha: 1.0", "ard: {method: ard, alpha: 0.9"):
-        jobs = planned_jobs(pipeline)
+    jobs = planned_jobs(pipeline, {"mtard": {"methods": {"ard": {"alpha": 0.9}}}})
     assert _mtard_jobs(jobs) == {"mtard_ard"} and not any(rule.startswith("pretrain_") for rule in jobs)
 
 
 def test_robust_teacher_change_reruns_it_and_its_students(pipeline):
-    with edited(pipeline / "config" / "config.yaml", "mnist1d_convnet_pgd: {seeds: [0, 1], model: {channels: [8, 16]}",
-                "mnist1d_convnet_pgd: {seeds: [0, 1], model: {channels: [8, 12]}"):
-        jobs = planned_jobs(pipeline)
+    robust = {"mnist1d_convnet_pgd": {"model": {"channels": [8, 12]}}}
+    jobs = planned_jobs(pipeline, {"profiles": {"smoke": {"teachers": robust}}})
     assert {rule for rule in jobs if rule.startswith("pretrain_")} == {"pretrain_mnist1d_convnet_pgd"}
     assert _mtard_jobs(jobs) == {"mtard_ard", "mtard_mtard"}
 
 
 def test_shared_training_setting_reruns_every_student(pipeline):
-    with edited(pipeline / "config" / "config.yaml", "attack: {steps: 1, step_size: 0.03}\n      eval_attack",
-                "attack: {steps: 2, step_size: 0.03}\n      eval_attack"):
-        jobs = planned_jobs(pipeline)
+    jobs = planned_jobs(pipeline, {"profiles": {"smoke": {"mtard": {"attack": {"steps": 2}}}}})
     assert _mtard_jobs(jobs) == {f"mtard_{m}" for m in METHODS}
     assert not any(rule.startswith("pretrain_") for rule in jobs)
 

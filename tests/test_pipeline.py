@@ -74,10 +74,7 @@ def test_missing_results_rerun_although_the_report_exists(pipeline):
 
 
 def test_teacher_hyperparameter_reruns_that_teacher_and_the_report(pipeline):
-    config = pipeline / "config" / "config.yaml"
-    with edited(config, "mnist1d_mlp: {model: {hidden: [32]}, train: {epochs: 2}}",
-                "mnist1d_mlp: {model: {hidden: [32]}, train: {epochs: 3}}"):
-        jobs = planned_jobs(pipeline)
+    jobs = planned_jobs(pipeline, {"profiles": {"smoke": {"teachers": {"mnist1d_mlp": {"train": {"epochs": 3}}}}}})
     # that teacher and what depends on it (stages below add their own jobs here)
     assert pretrain_jobs(jobs) == {"pretrain_mnist1d_mlp"} and jobs["report"] == 1
     assert "prepare_data" not in jobs and "data_version" not in jobs
@@ -96,13 +93,14 @@ def test_report_code_change_reruns_only_the_report(pipeline):
 
 
 def test_claim_change_reruns_only_the_report(pipeline):
-    with edited(pipeline / "config" / "config.yaml", "margin: 0.10", "margin: 0.20"):
-        assert planned_jobs(pipeline) == {"report": 1, "all": 1}
+    claims = yaml.safe_load((pipeline / "config" / "studies" / "teachers.yaml").read_text())["claims"]
+    claims["teachers"][0]["margin"] = 0.20
+    assert planned_jobs(pipeline, {"claims": claims}) == {"report": 1, "all": 1}
 
 
 def test_unrelated_config_section_reruns_nothing(pipeline):
-    with edited(pipeline / "config" / "config.yaml", "train: {epochs: 200, batch_size: 128,", "train: {epochs: 300, batch_size: 128,"):
-        assert planned_jobs(pipeline) == {}
+    other = {"paper": {"teachers": {"cifar10_resnet18": {"train": {"epochs": 300}}}}}
+    assert planned_jobs(pipeline, {"profiles": other}) == {}
 
 
 def test_data_code_change_reruns_data_preparation(pipeline):

@@ -15,28 +15,29 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import SMOKE, copy_workflow, experiment_runs, mlflow_client
+from conftest import SMOKE, copy_workflow, experiment_runs, mlflow_client, write_override
 
 pytestmark = pytest.mark.slow
 
 JOB = "pretrain_mnist1d_convnet"
-SMOKE_TEACHER = "mnist1d_convnet: {model: {channels: [8, 16]}, train: {epochs: 2}}"
-LONG_TEACHER = "mnist1d_convnet: {model: {channels: [8, 16]}, train: {epochs: 8}}"  # the smoke seeds [0, 1]
+LONG_TEACHER = {"teachers": {"mnist1d_convnet": {"train": {"epochs": 8}}}}  # the smoke seeds [0, 1]
+OVERRIDE = "overrides/resume.yaml"
 
 
-def workflow(dest: Path) -> Path:
+def workflow(dest: Path, smoke_override: dict = LONG_TEACHER) -> Path:
+    """A workflow copy whose smoke profile runs longer (`--configfile` override, see start)."""
     copy_workflow(dest)
-    config = dest / "config" / "config.yaml"
-    config.write_text(config.read_text().replace(SMOKE_TEACHER, LONG_TEACHER))
+    write_override(dest, Path(OVERRIDE).name, {"profiles": {"smoke": smoke_override}})
     return dest
 
 
 def start(workdir: Path, job: str = JOB) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", job, *SMOKE], cwd=workdir,
+    return subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", job, *SMOKE, "--configfile", OVERRIDE],
+                            cwd=workdir,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def job_pid(workdir: Path, script: bytes = b"pretrain.py") -> int | None:
+def job_pid(workdir: Path, script: bytes = b"run_study.py") -> int | None:
     """PID of the job's own Python process (Snakemake runs the rule's script as a child)."""
     for proc in Path("/proc").iterdir():
         try:
@@ -79,7 +80,8 @@ def test_killed_job_resumes_and_matches_an_uninterrupted_run(tmp_path):
     epoch_at_kill = torch.load(work[0] / "last.ckpt", weights_only=True)["epoch"]
     assert 0 <= epoch_at_kill < 7
 
-    rerun = run(killed)
+    run(killed)
+    rerun = (killed / "logs" / "smoke" / f"{JOB}.log").read_text()  # the job's output is in its log
     assert "Restoring states from the checkpoint" in rerun or "Restored all states" in rerun
     run(clean)
 
@@ -100,24 +102,18 @@ def test_killed_job_resumes_and_matches_an_uninterrupted_run(tmp_path):
 
 
 DD_JOB = "dd_distill_mtt"
-SMOKE_DISTILL = "distill: {iterations: 4}"
+LONG_DISTILL = {"dataset_distillation": {"distill": {"iterations": 400}}}
 
 
 def test_killed_distillation_resumes_and_matches_an_uninterrupted_run(tmp_path):
-    def dd_workflow(dest: Path) -> Path:
-        copy_workflow(dest)
-        config = dest / "config" / "config.yaml"
-        config.write_text(config.read_text().replace(SMOKE_DISTILL, "distill: {iterations: 400}"))
-        return dest
-
-    killed, clean = dd_workflow(tmp_path / "killed"), dd_workflow(tmp_path / "clean")
+    killed, clean = workflow(tmp_path / "killed", LONG_DISTILL), workflow(tmp_path / "clean", LONG_DISTILL)
     proc = start(killed, DD_JOB)
     synthetic = killed / "checkpoints" / "smoke" / "dataset_distillation" / "synthetic" / "mtt_ipc1"
     deadline = time.time() + 180
     while time.time() < deadline and not list(synthetic.glob(".work-seed0-*/progress.pt")):
         assert proc.poll() is None, proc.stdout.read()[-3000:]
         time.sleep(0.02)
-    pid = job_pid(killed, b"dd_distill.py")
+    pid = job_pid(killed)
     assert pid is not None, "job process not found"
     os.kill(pid, signal.SIGKILL)
     proc.wait(timeout=120)

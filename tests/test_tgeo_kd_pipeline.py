@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import edited, experiment_runs, mlflow_client, planned_jobs
+from conftest import experiment_runs, mlflow_client, planned_jobs
 
 pytestmark = pytest.mark.slow
 
@@ -57,20 +57,16 @@ def test_mlflow_runs_carry_the_alpha_distribution(pipeline):
 
 
 def test_tgeo_hyperparameter_reruns_only_tgeo_and_the_report(pipeline):
-    config = pipeline / "config" / "config.yaml"
-    with edited(config, "methods: {tgeo: {fusion_hidden: 16}}", "methods: {tgeo: {fusion_hidden: 8}}"):
-        assert planned_jobs(pipeline) == {"tgeo_kd_tgeo": 1, "report": 1, "all": 1}
+    override = {"profiles": {"smoke": {"tgeo_kd": {"methods": {"tgeo": {"fusion_hidden": 8}}}}}}
+    assert planned_jobs(pipeline, override) == {"tgeo_kd_tgeo": 1, "report": 1, "all": 1}
 
 
 def test_kd_hyperparameter_reruns_only_kd_and_the_report(pipeline):
-    config = pipeline / "config" / "config.yaml"
-    with edited(config, "kd: {alpha: 0.9, tau: 4.0}", "kd: {alpha: 0.8, tau: 4.0}"):
-        assert planned_jobs(pipeline) == {"tgeo_kd_kd": 1, "report": 1, "all": 1}
+    override = {"tgeo_kd": {"methods": {"kd": {"alpha": 0.8}}}}
+    assert planned_jobs(pipeline, override) == {"tgeo_kd_kd": 1, "report": 1, "all": 1}
 
 
 def test_shared_student_setting_reruns_every_method(pipeline):
-    config = pipeline / "config" / "config.yaml"
-    with edited(config, "student: {hidden: [16]}", "student: {hidden: [12]}"):
-        jobs = planned_jobs(pipeline)
+    jobs = planned_jobs(pipeline, {"profiles": {"smoke": {"tgeo_kd": {"student": {"hidden": [12]}}}}})
     assert {r for r in jobs if r.startswith("tgeo_kd_")} == {f"tgeo_kd_{m}" for m in METHODS}
     assert not any(r.startswith("pretrain_") for r in jobs)

@@ -103,6 +103,7 @@ WORKER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_parallel_writers_on_fresh_store(tmp_path):
     n = 4
     db = tmp_path / "store" / "mlflow.db"  # parent does not exist yet either

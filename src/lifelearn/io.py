@@ -98,7 +98,8 @@ def clear_work_dir(workdir: str | os.PathLike) -> None:
 @contextlib.contextmanager
 def output_to(log: str | os.PathLike | None) -> Iterator[None]:
     """Send this process's stdout and stderr (file descriptors 1 and 2, so also what
-    C extensions and subprocesses print) to `log`, appended; nothing when `log` is None."""
+    C extensions and subprocesses print) to `log`, one job attempt per file (a rerun
+    starts it afresh); nothing when `log` is None."""
     if log is None:
         yield
         return
@@ -106,7 +107,7 @@ def output_to(log: str | os.PathLike | None) -> Iterator[None]:
     sys.stdout.flush()
     sys.stderr.flush()
     saved = [os.dup(1), os.dup(2)]
-    with open(log, "a") as handle:
+    with open(log, "w") as handle:
         os.dup2(handle.fileno(), 1)
         os.dup2(handle.fileno(), 2)
         try:

@@ -112,7 +112,7 @@ def definitions_section(config: dict) -> str:
     computes them), the others in words."""
     from lifelearn.evaluate.continual_metrics import metric_definitions
 
-    windows = (config.get("evaluation") or {}).get("windows", [10, 100])
+    windows = ((config.get("continual") or {}).get("evaluation") or {}).get("windows", [10, 100])
     lines = ["## Metric definitions", "",
              "Classification: **test acc** = accuracy on the held-out test split of the last epoch (no "
              "selection on test); **PGD acc** = accuracy under an L-inf PGD attack; **weighted robust "
@@ -148,6 +148,7 @@ def write_report(config: dict, metric_paths, history_paths, data_version_path,
     """Write out_dir/figures/*.png, out_dir/claims.json, the figure captions for
     `snakemake --report` (`captions_path`) and, last, out_dir/README.md."""
     out_dir = Path(out_dir)
+    (out_dir / "figures").mkdir(parents=True, exist_ok=True)  # a rule output even when no section draws one
     metric_paths, history_paths = list(metric_paths), list(history_paths)
     df = load_results(metric_paths)
     hist = load_histories(history_paths, metric_paths)

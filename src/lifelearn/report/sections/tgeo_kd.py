@@ -16,9 +16,10 @@ import seaborn as sns  # noqa: E402
 from lifelearn.report.figures import BAND, _save, metric_by_method  # noqa: E402
 from lifelearn.report.markdown import column, figure, md_table, mean_std, number  # noqa: E402
 from lifelearn.stats import paired_interval, t_interval  # noqa: E402
+from lifelearn.studies.tgeo_kd import METHODS  # noqa: E402
 
-METHOD_ORDER = ["ce", "kd", "anl", "ada", "wls", "tgeo"]
-LABELS = {"ce": "CE only", "kd": "vanilla KD", "anl": "ANL-KD", "ada": "ADA-KD", "wls": "WLS-KD", "tgeo": "TGeo-KD"}
+METHOD_ORDER = list(METHODS)  # the study's registry order
+LABELS = {name: method.label for name, method in METHODS.items()}
 
 
 def _order(names) -> list[str]:
