@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import pytorch_lightning as pl
 import torch
+import yaml
 
 from lifelearn import tracking
 from lifelearn.data import load_dataset, prepare_dataset
@@ -21,9 +22,12 @@ from lifelearn.models.checkpoint import load_model
 from lifelearn.train.data import InMemoryDataModule, TensorBatches, random_crop_flip
 from lifelearn.io import work_dir
 from lifelearn.train.fit import fit, log_epoch_lost_at_kill
-from lifelearn.train.module import ClassifierModule, build_optimizer, build_scheduler
+from lifelearn.train.module import ClassifierModule
+from lifelearn.train.optim import OPTIMIZERS, SCHEDULES, build_optimizer, build_scheduler
 from lifelearn.train.pretrain import pretrain_teacher
 from lifelearn.train.runner import SeedOutputs
+
+from conftest import REPO
 
 TRAINER = {"accelerator": "cpu", "progress_bar": False}
 HISTORY_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc"}
@@ -219,6 +223,28 @@ def test_adam_family(name, cls):
     opt = build_optimizer(_params(), {"optimizer": name, "lr": 0.003, "weight_decay": 0.01})
     assert type(opt) is cls
     assert (opt.param_groups[0]["lr"], opt.param_groups[0]["weight_decay"]) == (0.003, 0.01)
+
+
+def test_builder_is_light_and_every_schema_section_offers_its_options():
+    """train.optim imports no Lightning (continual jobs avoid its start-up), and every train
+    section of the schema (Lightning stages, continual, DD evaluation) offers the same names."""
+    import subprocess
+    import sys
+
+    code = ("import sys, lifelearn.train.optim, lifelearn.continual.template; "
+            "sys.exit('pytorch_lightning' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+    def enums(node, key):
+        if isinstance(node, dict):
+            found = [node[key]["enum"]] if isinstance(node.get(key), dict) and "enum" in node[key] else []
+            return found + [e for v in node.values() for e in enums(v, key)]
+        return [e for v in node for e in enums(v, key)] if isinstance(node, list) else []
+
+    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+    assert len(enums(schema, "optimizer")) == 3
+    assert all(sorted(e) == sorted(OPTIMIZERS) for e in enums(schema, "optimizer"))
+    assert all(sorted(e) == sorted(SCHEDULES) for e in enums(schema, "schedule"))
 
 
 def test_unknown_optimizer():
