@@ -11,7 +11,7 @@ run (experiment `continual`) and writes, atomically, under its own directory:
                           random initialisation, and each task's classes
 
 Per-task stream accuracy goes to MLflow as series `stream_acc_task<j>` with the
-iteration as step (MlflowClient.log_batch in chunks), the accuracy matrix rows as
+iteration as step (TrackedRun.log_series), the accuracy matrix rows as
 `acc_task<j>` with the task index as step.
 """
 from __future__ import annotations
@@ -36,7 +36,6 @@ from lifelearn.models.checkpoint import load_model
 from lifelearn.tracking import RunContext, tracked_run
 
 STUDY, STAGE = "continual", "continual"
-LOG_CHUNK = 1000  # metrics per MlflowClient.log_batch call (MLflow's limit)
 
 
 @dataclass(frozen=True)
@@ -103,16 +102,9 @@ def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
 
 
 def log_stream(run, rows: list[dict], R: np.ndarray) -> None:
-    """Per-task stream accuracy (step = iteration) and matrix rows (step = task), batched."""
-    from mlflow import MlflowClient
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    metrics = [Metric(f"stream_acc_task{r['eval_task']}", r["accuracy"], now, r["iteration"]) for r in rows]
-    metrics += [Metric(f"acc_task{j}", float(R[i, j]), now, i) for i in range(R.shape[0]) for j in range(R.shape[1])]
-    client = MlflowClient(tracking_uri=run.tracking_uri)
-    for i in range(0, len(metrics), LOG_CHUNK):
-        client.log_batch(run.run_id, metrics=metrics[i:i + LOG_CHUNK])
+    """Per-task stream accuracy (step = iteration) and matrix rows (step = task) as series."""
+    run.log_series([(f"stream_acc_task{r['eval_task']}", r["accuracy"], r["iteration"]) for r in rows]
+                   + [(f"acc_task{j}", R[i, j], i) for i in range(R.shape[0]) for j in range(R.shape[1])])
 
 
 def run_continual_seed(name: str, cfg: dict, ds, data_dir: Path, seed: int, out: ContinualOutputs,

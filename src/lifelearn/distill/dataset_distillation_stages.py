@@ -31,18 +31,6 @@ STUDY = "dataset_distillation"
 BASELINE = "random"  # the random real subset: no distillation
 
 
-def _log_series(run, rows: list[dict], keys: tuple[str, ...], step_key: str) -> None:
-    """Log per-step series to MLflow in one batch (a call per point costs a SQLite write)."""
-    from mlflow import MlflowClient
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    batch = [Metric(k, float(r[k]), now, int(r[step_key])) for r in rows for k in keys if k in r]
-    client = MlflowClient(tracking_uri=run.tracking_uri)
-    for i in range(0, len(batch), 900):
-        client.log_batch(run.run_id, metrics=batch[i:i + 900])
-
-
 # ----------------------------------------------------------------------------- experts
 def train_experts(set_name: str, cfg: dict, data_dir: str | os.PathLike, expert_paths: list,
                   summary_path: str | os.PathLike, ctx: RunContext, threads: int = 1) -> dict:
@@ -75,10 +63,9 @@ def train_experts(set_name: str, cfg: dict, data_dir: str | os.PathLike, expert_
             row = {"expert": i, "val_acc": float(result["val_acc"][-1]), "test_acc": test_acc,
                    "mean_epoch_step": float(steps.mean()), "max_epoch_step": float(steps.max()),
                    "train_seconds": round(seconds, 3)}
-            _log_series(run, [{"epoch": e, "val_acc": float(a)} for e, a in enumerate(result["val_acc"])]
-                        + [{"epoch": e + 1, "train_loss": float(l), "epoch_step": float(s)}
-                           for e, (l, s) in enumerate(zip(result["train_loss"], steps))],
-                        ("val_acc", "train_loss", "epoch_step"), "epoch")
+            run.log_series([("val_acc", a, e) for e, a in enumerate(result["val_acc"])]
+                           + [(k, v, e + 1) for e, (l, s) in enumerate(zip(result["train_loss"], steps))
+                              for k, v in (("train_loss", l), ("epoch_step", s))])
             run.log_metrics({k: v for k, v in row.items() if k != "expert"})
             rows.append(row)
     summary = {"set": set_name, "options": options, "experts": rows}
@@ -168,8 +155,7 @@ def distill_method(method: str, cfg: dict, seeds: list[int], data_dir: str | os.
                 with atomic_path(loss_paths[(ipc, seed)], suffix=".csv") as tmp:
                     pd.DataFrame(history, columns=["iteration", "loss", "lr", "expert", "start_epoch"]).to_csv(
                         tmp, index=False, float_format="%.6g")
-                if history:
-                    _log_series(run, history, ("loss", "lr"), "iteration")
+                run.log_series((k, h[k], h["iteration"]) for h in history for k in ("loss", "lr"))
                 run.log_metrics({"syn_lr": lr, "distill_seconds": seconds,
                                  **({"final_loss": float(np.mean([h["loss"] for h in history[-10:]]))} if history else {})})
                 for f in ("x_train.npy", "y_train.npy", "meta.json"):
