@@ -25,7 +25,7 @@ from lifelearn.train.fit import fit, log_epoch_lost_at_kill
 from lifelearn.train.module import ClassifierModule
 from lifelearn.train.optim import OPTIMIZERS, SCHEDULES, build_optimizer, build_scheduler
 from lifelearn.train.pretrain import pretrain_teacher
-from lifelearn.train.runner import SeedOutputs
+from lifelearn.train.runner import SeedOutputs, train_and_test
 
 from conftest import REPO
 
@@ -321,6 +321,26 @@ def test_fit_digits_history(digits, tmp_path):
     assert hist[-1]["val_loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, y_val).item(), rel=1e-5)
     # 2 epochs of Adam learn something on digits (10 classes: chance is 0.1)
     assert hist[-1]["val_acc"] > 0.3
+
+
+def test_train_and_test_without_workdir_keeps_no_checkpoint_and_gives_the_same_numbers(digits, tmp_path, monkeypatch):
+    """The DD evaluation's path (no workdir, val every 2 epochs) trains exactly as the
+    checkpointed one; validation frequency changes only which epochs carry val metrics."""
+    cfg = {"epochs": 3, "batch_size": 64, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9}
+    spec = {"arch": "mlp", "hidden": [16]}
+
+    def build(model, ds):
+        return ClassifierModule(model, cfg)
+
+    monkeypatch.chdir(tmp_path)
+    plain, module = train_and_test(digits, spec, cfg, build, 3, TRAINER, val_every=2)
+    saved, _ = train_and_test(digits, spec, cfg, build, 3, TRAINER, workdir=tmp_path / "work")
+    assert list(tmp_path.iterdir()) == [tmp_path / "work"]  # nothing written without a workdir
+    assert (tmp_path / "work" / "last.ckpt").exists()
+    own = {"train_seconds", "val_acc"}  # a timing, and the val accuracy of another epoch
+    assert {k: v for k, v in plain.items() if k not in own} == {k: v for k, v in saved.items() if k not in own}
+    assert plain["epochs"] == len(module.history) == 3
+    assert plain["val_acc"] == module.history[1]["val_acc"]  # epoch 2 has no validation: epoch 1's stays
 
 
 # --- determinism of the pretrain stage ----------------------------------------------

@@ -5,6 +5,8 @@ resumed from its own last checkpoint if an earlier attempt was killed.
 
 Every training stage (teacher pretraining, distillation, ...) calls `run_seed` with a
 `build_module(model, dataset) -> LightningModule`; only that differs between stages.
+`train_and_test` is the training and testing inside it, also used without checkpoints or
+MLflow logger by the dataset-distillation evaluation (many short fits in one run).
 """
 from __future__ import annotations
 
@@ -51,21 +53,41 @@ def write_history(path: Path, history: list[dict]) -> None:
         pd.DataFrame(history).to_csv(tmp, index=False, float_format="%.6g")
 
 
+def train_and_test(ds, model_spec: dict, train_cfg: dict, build_module: Callable, seed: int, trainer_cfg: dict,
+                   workdir: Path | None = None, logger=False, evaluate: Callable | None = None,
+                   val_every: int = 1) -> tuple[dict, pl.LightningModule]:
+    """Seed everything, build the model and `build_module(model, ds)`, fit it on `ds`
+    (train.fit: per-epoch checkpoints and resume only with a `workdir`) and test its last
+    epoch. Returns the metrics (test accuracy/loss/per-class accuracy, `evaluate`'s
+    additions, the last epoch's val_acc, epochs, train_seconds) and the module."""
+    pl.seed_everything(seed, workers=True)
+    model = build_model(model_spec, ds.input_shape, ds.num_classes, ds.mean, ds.std)
+    module = build_module(model, ds)
+    datamodule = InMemoryDataModule(ds, train_cfg["batch_size"], train_cfg.get("eval_batch_size", 1024),
+                                    seed=seed, augment=train_cfg.get("augment"))
+    start = time.perf_counter()
+    fit(module, datamodule, train_cfg["epochs"], workdir, logger, trainer_cfg, val_every)
+    seconds = time.perf_counter() - start
+    x_test, y_test = datamodule.tensors["test"]
+    metrics = evaluate_classifier(module.model, x_test, y_test, ds.num_classes)
+    if evaluate is not None:
+        metrics.update(evaluate(module, datamodule, ds))
+    metrics.update({"val_acc": module.history[-1].get("val_acc"), "epochs": len(module.history),
+                    "train_seconds": round(seconds, 3)})
+    return metrics, module
+
+
 def run_seed(job: Job, seed: int, data_dir: Path, model_spec: dict, train_cfg: dict,
              build_module: Callable, out: SeedOutputs, ctx: RunContext, trainer_cfg: dict,
              evaluate: Callable | None = None) -> dict:
-    """Train one seed; write checkpoint, history.csv and metrics.json; return the record.
+    """Train one seed (train_and_test, resuming from its work directory, logging to its
+    MLflow run); write checkpoint, history.csv and metrics.json; return the record.
 
     `build_module(model, dataset)` wraps the freshly built model in the stage's
     LightningModule; `evaluate(module, datamodule, dataset)` may add metrics to the
     test accuracy/loss/per-class accuracy computed here.
     """
     ds = load_dataset(data_dir)
-    pl.seed_everything(seed, workers=True)
-    model = build_model(model_spec, ds.input_shape, ds.num_classes, ds.mean, ds.std)
-    module = build_module(model, ds)
-    datamodule = InMemoryDataModule(ds, train_cfg["batch_size"], train_cfg.get("eval_batch_size", 1024),
-                                    seed=seed, augment=train_cfg.get("augment"))
     workdir = work_dir(out.checkpoint, job.params, seed, model_spec, train_cfg, trainer_cfg)
     run_file = workdir / "mlflow_run_id"
     resume_id = run_file.read_text().strip() if run_file.exists() else None
@@ -75,21 +97,15 @@ def run_seed(job: Job, seed: int, data_dir: Path, model_spec: dict, train_cfg: d
                      resume_run_id=resume_id) as run:
         workdir.mkdir(parents=True, exist_ok=True)
         run_file.write_text(run.run_id)
-        start = time.perf_counter()
-        fit(module, datamodule, train_cfg["epochs"], workdir, run.lightning_logger(), trainer_cfg)
-        seconds = time.perf_counter() - start
-        x_test, y_test = datamodule.tensors["test"]
-        metrics = evaluate_classifier(module.model, x_test, y_test, ds.num_classes)
-        if evaluate is not None:
-            metrics.update(evaluate(module, datamodule, ds))
-        last = module.history[-1]
-        metrics.update({"val_acc": last["val_acc"], "epochs": len(module.history), "train_seconds": round(seconds, 3)})
+        metrics, module = train_and_test(ds, model_spec, train_cfg, build_module, seed, trainer_cfg, workdir,
+                                         run.lightning_logger(), evaluate)
         record = {"study": job.study, "stage": job.stage, "name": job.name, "method": job.method, "seed": seed,
                   "dataset": ds.name, "model": model_spec["arch"], "run_id": run.run_id,
                   "git_commit": ctx.git_commit, "metrics": metrics}
         save_model(out.checkpoint, module.model, model_spec, ds.input_shape, ds.num_classes)
         write_history(out.history, module.history)
         write_json(out.metrics, record)
+        last = module.history[-1]
         run.log_metrics({k: v for k, v in metrics.items() if k not in last and not isinstance(v, list)})
         run.log_artifact(out.metrics)
         run.log_artifact(out.history)
