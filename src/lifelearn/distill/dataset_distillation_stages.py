@@ -176,10 +176,11 @@ def train_on_synthetic(synthetic_dir, model_spec: dict, eval_cfg: dict, trainer_
     from lifelearn.train.runner import train_and_test
 
     ds = load_dataset(synthetic_dir)
-    train_cfg = {**eval_cfg["train"], "lr": float(read_json(Path(synthetic_dir) / "meta.json")["lr"]), "augment": "none"}
+    lr = float(read_json(Path(synthetic_dir) / "meta.json")["lr"])
+    train_cfg = {**eval_cfg["train"], "lr": lr, "augment": "none"}
     metrics, module = train_and_test(ds, model_spec, train_cfg, lambda model, _: ClassifierModule(model, train_cfg),
                                      seed, trainer_cfg, val_every=eval_cfg.get("val_every", 1))
-    return metrics | {"lr": train_cfg["lr"]}, module.history
+    return metrics | {"lr": lr}, module.history
 
 
 def evaluate_method(method: str, cfg: dict, seeds: list[int], synthetic_dirs: dict, outputs: dict,
