@@ -23,7 +23,7 @@ from lifelearn.studies.mtard import METHODS
 from lifelearn.io import write_json
 from lifelearn.models import build_model
 from lifelearn.train.data import TensorBatches
-from lifelearn.train.module import build_optimizer
+from lifelearn.train.optim import build_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -21,7 +21,8 @@ from lifelearn.data import load_dataset, prepare_dataset
 from lifelearn.io import write_json
 from lifelearn.models import build_model
 from lifelearn.train.data import TensorBatches
-from lifelearn.train.module import ClassifierModule, build_optimizer
+from lifelearn.train.module import ClassifierModule
+from lifelearn.train.optim import build_optimizer
 
 from _timing import timed_fit
 

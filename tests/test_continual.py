@@ -168,7 +168,7 @@ def test_one_refresh_step_moves_weights_as_the_paper_says():
     ds = fake_dataset(classes=2, n_per_class=4)
     sc = build_scenario(ds, "class_incremental", 1, seed=0)
     model = build_model({"arch": "mlp", "hidden": [3]}, ds.input_shape, 2)
-    learner = ContinualLearner(model, sc, [], {"epochs": 1, "batch_size": 4, "lr": 0.1}, seed=5)
+    learner = ContinualLearner(model, sc, [], {"epochs": 1, "batch_size": 4, "optimizer": "sgd", "lr": 0.1}, seed=5)
     x, y = sc.tasks[0].x_train[:4], sc.tasks[0].y_train[:4]
     t = torch.zeros(4, dtype=torch.long)
     ref = Refresh(ascent_lr=0.01, delta=0.05, fisher_weight=0.5, noise=0.1)
@@ -207,7 +207,7 @@ def test_stream_records_every_seen_task_every_k_iterations(strategies):
     model = build_model({"arch": "mlp", "hidden": [8]}, ds.input_shape, 10)
     ev = ContinualEvaluator(sc, every=2, subset=7, seed=0)
     learner = ContinualLearner(model, sc, build_plugins(strategies, refresh=True),
-                               {"epochs": 1, "batch_size": 8, "lr": 0.1}, seed=0, evaluator=ev)
+                               {"epochs": 1, "batch_size": 8, "optimizer": "sgd", "lr": 0.1}, seed=0, evaluator=ev)
     learner.fit()
     assert learner.iteration == sum(3 * (i + 1) if "joint" in strategies else 3 for i in range(5))
     assert all(r["iteration"] % 2 == 0 for r in ev.rows)
@@ -225,7 +225,7 @@ def test_before_training_row_is_the_untrained_model_and_random_init_a_fresh_one(
     torch.manual_seed(0)
     model = build_model({"arch": "mlp", "hidden": [8]}, ds.input_shape, 10)
     ev = ContinualEvaluator(sc, every=0, subset=7, seed=0)
-    learner = ContinualLearner(model, sc, [], {"epochs": 1, "batch_size": 8, "lr": 0.1}, seed=0, evaluator=ev)
+    learner = ContinualLearner(model, sc, [], {"epochs": 1, "batch_size": 8, "optimizer": "sgd", "lr": 0.1}, seed=0, evaluator=ev)
     with torch.no_grad():
         expected = [float((model(t.x_test).argmax(1) == t.y_test).float().mean()) for t in sc.tasks]
     fresh = random_init_model(model, seed=0)
@@ -259,11 +259,31 @@ def test_single_task_expert_restarts_every_task_from_the_initial_weights():
     start = {k: v.clone() for k, v in model.state_dict().items()}
     probe = _Probe()
     ContinualLearner(model, sc, [*build_plugins({"single_task": {}}), probe],
-                     {"epochs": 1, "batch_size": 8, "lr": 0.1}, seed=0).fit()
+                     {"epochs": 1, "batch_size": 8, "optimizer": "sgd", "lr": 0.1}, seed=0).fit()
     assert len(probe.starts) == 3
     for state in probe.starts:
         assert all(torch.equal(state[k], start[k]) for k in start)
     assert not torch.equal(model.head.weight, start["head.weight"])  # it did train
+
+
+def _weights_after_one_task(train_cfg: dict) -> dict:
+    ds = fake_dataset()
+    sc = build_scenario(ds, "class_incremental", 5, seed=0)
+    torch.manual_seed(0)
+    learner = ContinualLearner(build_model({"arch": "mlp", "hidden": [8]}, ds.input_shape, 10), sc, [],
+                               {"batch_size": 8, "optimizer": "sgd", "lr": 0.1} | train_cfg, seed=0)
+    learner.train_task(sc.tasks[0])
+    return {k: v.clone() for k, v in learner.model.state_dict().items()}
+
+
+def test_a_schedule_steps_once_per_epoch():
+    """lr x 0 from epoch 1 on: two epochs end where one epoch does (per-iteration stepping
+    would stop after the first of the epoch's three steps); no schedule trains on."""
+    one = _weights_after_one_task({"epochs": 1})
+    frozen = _weights_after_one_task({"epochs": 2, "schedule": "multistep", "milestones": [1], "gamma": 0.0})
+    two = _weights_after_one_task({"epochs": 2})
+    assert all(torch.equal(one[k], frozen[k]) for k in one)
+    assert not torch.equal(two["head.weight"], one["head.weight"])
 
 
 def _synthetic_set(tmp_path, ds, ipc=2):
@@ -287,7 +307,7 @@ def test_synthetic_er_replays_only_the_distilled_images_of_trained_classes(tmp_p
     assert plugin.data_dir == tmp_path / "mtt_ipc2" / "seed0"
     torch.manual_seed(0)
     learner = ContinualLearner(build_model({"arch": "mlp", "hidden": [8]}, ds.input_shape, 10), sc, [plugin],
-                               {"epochs": 1, "batch_size": 8, "lr": 0.1}, seed=0)
+                               {"epochs": 1, "batch_size": 8, "optimizer": "sgd", "lr": 0.1}, seed=0)
     learner.train_task(sc.tasks[0])
     learner.train_task(sc.tasks[1])
     trained = sorted(sc.tasks[0].classes + sc.tasks[1].classes)
@@ -310,7 +330,7 @@ def test_synthetic_er_refuses_a_set_of_another_shape_or_no_directory(tmp_path):
     sc = build_scenario(other, "class_incremental", 5, seed=0)
     plugin, = build_plugins(strategies_for_seed({"synthetic_er": {"synthetic": "mtt_ipc2"}}, 0, tmp_path))
     learner = ContinualLearner(build_model({"arch": "mlp", "hidden": [8]}, other.input_shape, 10), sc, [plugin],
-                               {"epochs": 1, "batch_size": 8, "lr": 0.1}, seed=0)
+                               {"epochs": 1, "batch_size": 8, "optimizer": "sgd", "lr": 0.1}, seed=0)
     with pytest.raises(ValueError, match=r"synthetic set .*mtt_ipc2/seed0 has inputs"):
         learner.fit()
     with pytest.raises(ValueError, match="no synthetic-set directory"):

@@ -208,6 +208,29 @@ def test_resume_run_id_continues_same_run(store):
     assert sorted((m.step, m.value) for m in history) == [(0, 2.0), (1, 1.0)]
 
 
+def test_log_series_logs_every_point_in_calls_within_mlflows_limit(tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+    from mlflow.utils.validation import MAX_METRICS_PER_BATCH
+
+    assert tracking.MAX_BATCH_METRICS == MAX_METRICS_PER_BATCH
+    sizes, log_batch = [], MlflowClient.log_batch
+
+    def counted(self, run_id, metrics=(), **kwargs):
+        sizes.append(len(metrics))
+        return log_batch(self, run_id, metrics=metrics, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "log_batch", counted)
+    uri = _uri(tmp_path / "mlflow.db")
+    points = [(f"acc_task{i % 2}", i / 2500, i // 2) for i in range(2500)]  # 1250 steps per key
+    with tracked_run(RunContext(uri, "unit"), "series", "s", {"stage": "unit"}, {}) as run:
+        sizes.clear()  # the run's params went through log_batch too
+        run.log_series(iter(points))
+    assert sizes == [1000, 1000, 500]
+    for key in ("acc_task0", "acc_task1"):
+        got = sorted((m.step, m.value) for m in _client(uri).get_metric_history(run.run_id, key))
+        assert got == [(step, value) for k, value, step in points if k == key]
+
+
 def test_experiment_id_is_stable(store):
     a = tracking.experiment_id(store, "stable")
     assert tracking.experiment_id(store, "stable") == a

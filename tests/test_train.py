@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import pytorch_lightning as pl
 import torch
+import yaml
 
 from lifelearn import tracking
 from lifelearn.data import load_dataset, prepare_dataset
@@ -21,9 +22,11 @@ from lifelearn.models.checkpoint import load_model
 from lifelearn.train.data import InMemoryDataModule, TensorBatches, random_crop_flip
 from lifelearn.io import work_dir
 from lifelearn.train.fit import fit, log_epoch_lost_at_kill
-from lifelearn.train.module import ClassifierModule, build_optimizer, build_scheduler
+from lifelearn.train.module import ClassifierModule
+from lifelearn.train.optim import OPTIMIZERS, SCHEDULES, build_optimizer, build_scheduler
+from lifelearn.train.runner import train_and_test
 
-from conftest import run_job, trained_model_paths
+from conftest import REPO, run_job, trained_model_paths
 
 TRAINER = {"accelerator": "cpu", "progress_bar": False}
 HISTORY_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc"}
@@ -221,6 +224,26 @@ def test_adam_family(name, cls):
     assert (opt.param_groups[0]["lr"], opt.param_groups[0]["weight_decay"]) == (0.003, 0.01)
 
 
+@pytest.mark.slow
+def test_builder_is_light():
+    """train.optim imports no Lightning (continual jobs avoid its start-up)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, lifelearn.train.optim, lifelearn.continual.template; "
+            "sys.exit('pytorch_lightning' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_the_shared_train_schema_offers_the_builders_options_and_every_study_uses_it():
+    shared = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())["$defs"]["train_options"]["properties"]
+    assert sorted(shared["optimizer"]["enum"]) == sorted(OPTIMIZERS)
+    assert sorted(shared["schedule"]["enum"]) == sorted(SCHEDULES)
+    text = "".join(p.read_text() for p in (REPO / "config" / "schemas").glob("*.yaml"))
+    assert "optimizer: {enum" not in text and "schedule: {enum" not in text  # no second list of names
+    assert text.count('$ref: "../schema.yaml#/$defs/train"') >= 4
+
+
 def test_unknown_optimizer():
     with pytest.raises(ValueError) as err:
         build_optimizer(_params(), {"optimizer": "rmsprop", "lr": 0.1})
@@ -295,6 +318,26 @@ def test_fit_digits_history(digits, tmp_path):
     assert hist[-1]["val_loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, y_val).item(), rel=1e-5)
     # 2 epochs of Adam learn something on digits (10 classes: chance is 0.1)
     assert hist[-1]["val_acc"] > 0.3
+
+
+def test_train_and_test_without_workdir_keeps_no_checkpoint_and_gives_the_same_numbers(digits, tmp_path, monkeypatch):
+    """The DD evaluation's path (no workdir, val every 2 epochs) trains exactly as the
+    checkpointed one; validation frequency changes only which epochs carry val metrics."""
+    cfg = {"epochs": 3, "batch_size": 64, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9}
+    spec = {"arch": "mlp", "hidden": [16]}
+
+    def build(model, ds):
+        return ClassifierModule(model, cfg)
+
+    monkeypatch.chdir(tmp_path)
+    plain, module = train_and_test(digits, spec, cfg, build, 3, TRAINER, val_every=2)
+    saved, _ = train_and_test(digits, spec, cfg, build, 3, TRAINER, workdir=tmp_path / "work")
+    assert list(tmp_path.iterdir()) == [tmp_path / "work"]  # nothing written without a workdir
+    assert (tmp_path / "work" / "last.ckpt").exists()
+    own = {"train_seconds", "val_acc"}  # a timing, and the val accuracy of another epoch
+    assert {k: v for k, v in plain.items() if k not in own} == {k: v for k, v in saved.items() if k not in own}
+    assert plain["epochs"] == len(module.history) == 3
+    assert plain["val_acc"] == module.history[1]["val_acc"]  # epoch 2 has no validation: epoch 1's stays
 
 
 # --- determinism of the pretrain stage ----------------------------------------------

@@ -2,9 +2,10 @@
 
 Tags on every run: stage, method, dataset, model, seed, profile, git commit, data
 version (md5 from data.dvc) and the md5 of the dataset files the job read. Params
-are the job's resolved config section, flattened. Per-epoch metrics come from
-Lightning's MLFlowLogger attached to the same run (always with an explicit
-tracking URI: MLflow >= 3.13 refuses the ./mlruns fallback).
+are the job's resolved config section, flattened. A job's own metrics and series
+(many points logged after the fact) go through TrackedRun.log_series; per-epoch
+metrics come from Lightning's MLFlowLogger attached to the same run (always with an
+explicit tracking URI: MLflow >= 3.13 refuses the ./mlruns fallback).
 """
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ import contextlib
 import fcntl
 import os
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 MAX_PARAM_CHARS = 6000
+MAX_BATCH_METRICS = 1000  # MLflow's limit on metrics per log_batch call
 
 
 def default_tracking_uri(root: str | os.PathLike = ".") -> str:
@@ -134,13 +137,21 @@ class TrackedRun:
     tracking_uri: str
 
     def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        """The numeric entries of `metrics`, all at `step` (0 when None)."""
+        self.log_series((k, v, step or 0) for k, v in metrics.items() if isinstance(v, (int, float)))
+
+    def log_series(self, points: Iterable[tuple[str, float, int]]) -> None:
+        """Log (key, value, step) points, one timestamp for all, in log_batch calls of at
+        most MAX_BATCH_METRICS (a call per point would cost a store write each)."""
         from mlflow.entities import Metric
-        import time
 
         now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if isinstance(v, (int, float))]
-        if batch:
-            _client(self.tracking_uri).log_batch(self.run_id, metrics=batch)
+        metrics = [Metric(key, float(value), now, int(step)) for key, value, step in points]
+        if not metrics:
+            return
+        client = _client(self.tracking_uri)
+        for i in range(0, len(metrics), MAX_BATCH_METRICS):
+            client.log_batch(self.run_id, metrics=metrics[i:i + MAX_BATCH_METRICS])
 
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         _client(self.tracking_uri).log_artifact(self.run_id, str(path), artifact_path)

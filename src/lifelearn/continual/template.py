@@ -7,6 +7,10 @@ step plus ~0.25 ms per `self.log` against 0.19 ms for a plain step, i.e. the fra
 would cost more than the training, and a Trainer per task adds its own start-up. Each
 (configuration, seed) is still its own MLflow run with atomic outputs (stage.py).
 
+The optimiser and schedule come from train.optim, the Lightning modules' builder, with
+the same `train` keys; both are rebuilt at the start of every task, so a `schedule` runs
+over one task's `epochs` and steps once per epoch (not per iteration), as in Lightning.
+
 Hooks (all optional, called on every plug-in in order):
     before_task(learner, task) / after_task(learner, task)
     train_data(learner, task) -> (x, y, t) | None       what the task trains on (joint)
@@ -23,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from lifelearn.continual.scenarios import Scenario, Task
+from lifelearn.train.optim import build_optimizer, build_scheduler
 
 NEG = -1e9  # logit of a class masked out (task-incremental); finite so CE stays finite
 
@@ -39,15 +44,6 @@ class Plugin:
     def after_step(self, learner, x, y, t): ...
     def batch_loss(self, learner, x, y, t, feats, out): return None
     def extra_loss(self, learner, x, y, t, feats, out): return None
-
-
-def make_optimizer(params, cfg: dict) -> torch.optim.Optimizer:
-    name, lr, wd = cfg.get("optimizer", "sgd"), cfg["lr"], cfg.get("weight_decay", 0.0)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=cfg.get("momentum", 0.0), weight_decay=wd)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-    raise ValueError(f"unknown optimizer {name!r}; allowed: adam, sgd")
 
 
 class ContinualLearner:
@@ -104,7 +100,8 @@ class ContinualLearner:
         for p in self.plugins:
             data = data or p.train_data(self, task)
         x, y, t = data or (task.x_train, task.y_train, self.task_ids(task, len(task.y_train)))
-        optimizer = make_optimizer(self.model.parameters(), self.cfg)
+        optimizer = build_optimizer(self.model.parameters(), self.cfg)
+        scheduler = build_scheduler(optimizer, self.cfg)
         bs = self.cfg["batch_size"]
         self.model.train()
         for _ in range(self.cfg["epochs"]):
@@ -125,6 +122,8 @@ class ContinualLearner:
                 self.iteration += 1
                 if self.evaluator is not None:
                     self.evaluator.after_iteration(self)
+            if scheduler is not None:
+                scheduler.step()
         for p in self.plugins:
             p.after_task(self, task)
         if self.evaluator is not None:

@@ -39,7 +39,7 @@ from torch.nn import functional as F
 from lifelearn.distill.kd import DistillationModule, fused_loss, per_sample_ce, per_sample_kd
 from lifelearn.distill.reweight import alpha_summary
 from lifelearn.train.data import epoch_generator
-from lifelearn.train.module import build_optimizer
+from lifelearn.train.optim import build_optimizer
 
 NUM_FEATURE_BLOCKS = 9
 

@@ -252,39 +252,22 @@ def run_distill(job, paths) -> list:
 
 
 # -------------------------------------------------------------------------- evaluation
-def _trainer(epochs: int, trainer_cfg: dict, val_every: int):
-    import pytorch_lightning as pl
-
-    return pl.Trainer(max_epochs=epochs, accelerator=trainer_cfg.get("accelerator", "auto"),
-                      devices=trainer_cfg.get("devices", 1), precision=trainer_cfg.get("precision", "32-true"),
-                      deterministic=trainer_cfg.get("deterministic", True), logger=False,
-                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                      num_sanity_val_steps=0, check_val_every_n_epoch=val_every)
-
-
 def train_on_synthetic(synthetic_dir, model_spec: dict, eval_cfg: dict, trainer_cfg: dict, seed: int) -> tuple[dict, list]:
-    """Train one fresh network on a synthetic set (ClassifierModule, Lightning) with the set's
-    step size `lr` from meta.json; test accuracy and loss of the last epoch, and its history."""
-    import pytorch_lightning as pl
-
+    """Train one fresh network on a synthetic set (ClassifierModule through
+    train.runner.train_and_test, validating every `val_every` epochs, without checkpoints
+    or logger) with the set's step size `lr` from meta.json and no augmentation (its
+    meta.json keeps the real set's); test accuracy and loss of the last epoch, its history."""
     from lifelearn.data import load_dataset
-    from lifelearn.evaluate.classification import evaluate_classifier
     from lifelearn.io import read_json
-    from lifelearn.models import build_model
-    from lifelearn.train.data import InMemoryDataModule
     from lifelearn.train.module import ClassifierModule
+    from lifelearn.train.runner import train_and_test
 
     ds = load_dataset(synthetic_dir)
-    train_cfg = {**eval_cfg["train"], "lr": float(read_json(Path(synthetic_dir) / "meta.json")["lr"])}
-    pl.seed_everything(seed, workers=True, verbose=False)
-    model = build_model(model_spec, ds.input_shape, ds.num_classes, ds.mean, ds.std)
-    module = ClassifierModule(model, train_cfg)
-    datamodule = InMemoryDataModule(ds, train_cfg["batch_size"], seed=seed, augment="none")
-    trainer = _trainer(train_cfg["epochs"], trainer_cfg, eval_cfg.get("val_every", 1))
-    trainer.fit(module, datamodule=datamodule)
-    x_test, y_test = datamodule.tensors["test"]
-    metrics = evaluate_classifier(module.model, x_test, y_test, ds.num_classes)
-    return metrics | {"val_acc": module.history[-1].get("val_acc"), "lr": train_cfg["lr"]}, module.history
+    lr = float(read_json(Path(synthetic_dir) / "meta.json")["lr"])
+    train_cfg = {**eval_cfg["train"], "lr": lr, "augment": "none"}
+    metrics, module = train_and_test(ds, model_spec, train_cfg, lambda model, _: ClassifierModule(model, train_cfg),
+                                     seed, trainer_cfg, val_every=eval_cfg.get("val_every", 1))
+    return metrics | {"lr": lr}, module.history
 
 
 def run_evaluate(job, paths) -> list:

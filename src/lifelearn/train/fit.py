@@ -1,4 +1,4 @@
-"""Run a Lightning fit that resumes from its own last checkpoint after a kill."""
+"""Run a Lightning fit; with a work directory it resumes from its own last checkpoint after a kill."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,11 +8,13 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 
-def make_trainer(max_epochs: int, workdir: Path, logger, trainer_cfg: dict) -> pl.Trainer:
-    """A Trainer checkpointing every epoch (`workdir/last.ckpt` links to the newest
+def make_trainer(max_epochs: int, workdir: Path | None, logger, trainer_cfg: dict, val_every: int = 1) -> pl.Trainer:
+    """A Trainer with the config's settings, validating every `val_every` epochs. With a
+    `workdir` it checkpoints every epoch (`workdir/last.ckpt` links to the newest
     checkpoint; Lightning writes `last` only when a top-k checkpoint is saved, so
-    save_top_k=0 would save it at the very end only); settings from config."""
-    checkpoint = ModelCheckpoint(dirpath=workdir, save_last="link", save_top_k=1, every_n_epochs=1)
+    save_top_k=0 would save it at the very end only); without one it keeps none."""
+    checkpoints = [] if workdir is None else [
+        ModelCheckpoint(dirpath=workdir, save_last="link", save_top_k=1, every_n_epochs=1)]
     return pl.Trainer(
         max_epochs=max_epochs,
         accelerator=trainer_cfg.get("accelerator", "auto"),
@@ -22,24 +24,29 @@ def make_trainer(max_epochs: int, workdir: Path, logger, trainer_cfg: dict) -> p
         precision=trainer_cfg.get("precision", "32-true"),
         deterministic=trainer_cfg.get("deterministic", True),
         logger=logger,
-        callbacks=[checkpoint],
+        callbacks=checkpoints,
+        enable_checkpointing=bool(checkpoints),
         enable_progress_bar=trainer_cfg.get("progress_bar", True),
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        check_val_every_n_epoch=val_every,
         default_root_dir=workdir,
     )
 
 
-def fit(module: pl.LightningModule, datamodule: pl.LightningDataModule, max_epochs: int, workdir: Path,
-        logger, trainer_cfg: dict) -> pl.Trainer:
-    """Fit, resuming from `workdir/last.ckpt` when an earlier attempt left one."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    last = workdir / "last.ckpt"
-    if last.exists() and logger:
-        log_epoch_lost_at_kill(logger, last)
-    trainer = make_trainer(max_epochs, workdir, logger, trainer_cfg)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None)
-    if len(module.history) < max_epochs and last.exists():
+def fit(module: pl.LightningModule, datamodule: pl.LightningDataModule, max_epochs: int, workdir: Path | None,
+        logger, trainer_cfg: dict, val_every: int = 1) -> pl.Trainer:
+    """Fit; with a `workdir`, checkpoint every epoch and resume from `workdir/last.ckpt`
+    when an earlier attempt left one (workdir None: no checkpoint, no resume)."""
+    last = None if workdir is None else workdir / "last.ckpt"
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+    resume = last if last is not None and last.exists() else None
+    if resume and logger:
+        log_epoch_lost_at_kill(logger, resume)
+    trainer = make_trainer(max_epochs, workdir, logger, trainer_cfg, val_every)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+    if len(module.history) < max_epochs and last is not None and last.exists():
         # spawned ranks (ddp_spawn) send back the weights, not Python attributes
         module.history = list(torch.load(last, map_location="cpu", weights_only=True)["history"])
     return trainer

@@ -14,27 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-
-def build_optimizer(params, cfg: dict) -> torch.optim.Optimizer:
-    name, lr, wd = cfg["optimizer"], cfg["lr"], cfg.get("weight_decay", 0.0)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=cfg.get("momentum", 0.0), weight_decay=wd)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
-    raise ValueError(f"unknown train.optimizer {name!r}; allowed: sgd, adam, adamw")
-
-
-def build_scheduler(optimizer, cfg: dict):
-    name = cfg.get("schedule", "none")
-    if name == "none":
-        return None
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg["epochs"])
-    if name == "multistep":
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg["milestones"], cfg.get("gamma", 0.1))
-    raise ValueError(f"unknown train.schedule {name!r}; allowed: none, cosine, multistep")
+from lifelearn.train.optim import build_optimizer, build_scheduler
 
 
 class ClassifierModule(pl.LightningModule):

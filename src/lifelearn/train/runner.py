@@ -5,6 +5,8 @@ resumed from its own last checkpoint if an earlier attempt was killed.
 
 Every Lightning study (teachers, mtard, tgeo_kd) calls `run_seed` with a
 `build_module(model, dataset) -> LightningModule`; only that differs between studies.
+`train_and_test` is the training and testing inside it, also used without checkpoints or
+MLflow logger by the dataset-distillation evaluation (many short fits in one run).
 """
 from __future__ import annotations
 
@@ -61,9 +63,34 @@ def write_history(path: Path, history: list[dict]) -> None:
         pd.DataFrame(history).to_csv(tmp, index=False, float_format="%.6g")
 
 
+def train_and_test(ds, model_spec: dict, train_cfg: dict, build_module: Callable, seed: int, trainer_cfg: dict,
+                   workdir: Path | None = None, logger=False, evaluate: Callable | None = None,
+                   val_every: int = 1) -> tuple[dict, pl.LightningModule]:
+    """Seed everything, build the model and `build_module(model, ds)`, fit it on `ds`
+    (train.fit: per-epoch checkpoints and resume only with a `workdir`) and test its last
+    epoch. Returns the metrics (test accuracy/loss/per-class accuracy, `evaluate`'s
+    additions, the last epoch's val_acc, epochs, train_seconds) and the module."""
+    pl.seed_everything(seed, workers=True)
+    model = build_model(model_spec, ds.input_shape, ds.num_classes, ds.mean, ds.std)
+    module = build_module(model, ds)
+    datamodule = InMemoryDataModule(ds, train_cfg["batch_size"], train_cfg.get("eval_batch_size", 1024),
+                                    seed=seed, augment=train_cfg.get("augment"))
+    start = time.perf_counter()
+    fit(module, datamodule, train_cfg["epochs"], workdir, logger, trainer_cfg, val_every)
+    seconds = time.perf_counter() - start
+    x_test, y_test = datamodule.tensors["test"]
+    metrics = evaluate_classifier(module.model, x_test, y_test, ds.num_classes)
+    if evaluate is not None:
+        metrics.update(evaluate(module, datamodule, ds))
+    metrics.update({"val_acc": module.history[-1].get("val_acc"), "epochs": len(module.history),
+                    "train_seconds": round(seconds, 3)})
+    return metrics, module
+
+
 def run_seed(label: RunLabel, seed: int, data_dir: Path, model_spec: dict, train_cfg: dict,
              build_module: Callable, out: SeedOutputs, job: Job, evaluate: Callable | None = None) -> RunRecord:
-    """Train one seed; write checkpoint, history.csv and metrics.json; return the record.
+    """Train one seed (train_and_test, resuming from its work directory, logging to its
+    MLflow run); write checkpoint, history.csv and metrics.json; return the record.
     `job` gives the MLflow context, the Lightning settings and the thread count.
 
     `build_module(model, dataset)` wraps the freshly built model in the stage's
@@ -73,11 +100,6 @@ def run_seed(label: RunLabel, seed: int, data_dir: Path, model_spec: dict, train
     torch.set_num_threads(job.threads)
     ctx, trainer_cfg = job.ctx, job.trainer
     ds = load_dataset(data_dir)
-    pl.seed_everything(seed, workers=True)
-    model = build_model(model_spec, ds.input_shape, ds.num_classes, ds.mean, ds.std)
-    module = build_module(model, ds)
-    datamodule = InMemoryDataModule(ds, train_cfg["batch_size"], train_cfg.get("eval_batch_size", 1024),
-                                    seed=seed, augment=train_cfg.get("augment"))
     workdir = work_dir(out.checkpoint, label.params, seed, model_spec, train_cfg, trainer_cfg)
     run_file = workdir / "mlflow_run_id"
     resume_id = run_file.read_text().strip() if run_file.exists() else None
@@ -87,20 +109,14 @@ def run_seed(label: RunLabel, seed: int, data_dir: Path, model_spec: dict, train
                      resume_run_id=resume_id) as run:
         workdir.mkdir(parents=True, exist_ok=True)
         run_file.write_text(run.run_id)
-        start = time.perf_counter()
-        fit(module, datamodule, train_cfg["epochs"], workdir, run.lightning_logger(), trainer_cfg)
-        seconds = time.perf_counter() - start
-        x_test, y_test = datamodule.tensors["test"]
-        metrics = evaluate_classifier(module.model, x_test, y_test, ds.num_classes)
-        if evaluate is not None:
-            metrics.update(evaluate(module, datamodule, ds))
-        last = module.history[-1]
-        metrics.update({"val_acc": last["val_acc"], "epochs": len(module.history), "train_seconds": round(seconds, 3)})
+        metrics, module = train_and_test(ds, model_spec, train_cfg, build_module, seed, trainer_cfg, workdir,
+                                         run.lightning_logger(), evaluate)
         record = RunRecord(label.study, label.stage, label.name, label.method, seed, ds.name, model_spec["arch"],
                            run.run_id, ctx.git_commit, metrics)
         save_model(out.checkpoint, module.model, model_spec, ds.input_shape, ds.num_classes)
         write_history(out.history, module.history)
         record.write(out.metrics)
+        last = module.history[-1]
         run.log_metrics({k: v for k, v in metrics.items() if k not in last and not isinstance(v, list)})
         run.log_artifact(out.metrics)
         run.log_artifact(out.history)
