@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 from typing import Iterator
 
@@ -112,6 +113,9 @@ def output_to(log: str | os.PathLike | None) -> Iterator[None]:
         os.dup2(handle.fileno(), 2)
         try:
             yield
+        except BaseException:
+            traceback.print_exc()  # the job's error in its own log too
+            raise
         finally:
             sys.stdout.flush()
             sys.stderr.flush()

@@ -135,8 +135,8 @@ def section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config: dict) -
         "table: mean ± std over seeds (ddof=1). `random`: a random real subset of the same size, trained with the "
         "experts' learning rate; trajectory matching methods (`mtt` = plain MTT: plain experts, all switches off): "
         + "; ".join(f"`{m}`: experts `{c['experts']}`, on: "
-                    + (", ".join(k for k in sorted(c) if k != "experts" and c[k]) or "none")
-                    for m, c in sorted(cfg.get("methods", {}).items())) + ".",
+                    + (", ".join(k for k in sorted(c) if k not in ("experts", "method") and c[k]) or "none")
+                    for m, c in sorted(cfg.get("methods", {}).items()) if "experts" in c) + ".",
         accuracy_table(df, cfg.get("experts", {}).get("train", {}).get("lr")),
         "The step size is learned with the images (initial value: the experts' learning rate) and is the "
         "learning rate every evaluation network is trained with; a set whose step size collapsed during "
