@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from lifelearn.distill.kd import KDModule, kd_loss, per_sample_kd
+from lifelearn.distill.kd import DistillationModule, per_sample_kd
+from lifelearn.distill.reweight import SampleWiseKDModule
 
 
 def test_per_sample_kd_on_a_hand_case():
@@ -28,8 +29,15 @@ def test_kd_loss_mixes_ce_and_kd_with_alpha():
     ce = torch.tensor([-math.log(0.75), -math.log(math.e / (math.e + 1))])
     kd = per_sample_kd(s, t, 4.0)
     expected = (0.1 * ce + 0.9 * kd).mean()
-    assert kd_loss(s, t, y, alpha=0.9, tau=4.0).item() == pytest.approx(expected.item(), rel=1e-6)
-    assert kd_loss(s, t, y, alpha=0.0, tau=4.0).item() == pytest.approx(ce.mean().item(), rel=1e-6)
+
+    def loss(alpha):  # vanilla KD is the constant-ratio rule of the sample-wise module
+        student, teacher = nn.Identity(), nn.Identity()
+        module = SampleWiseKDModule(student, teacher, {"optimizer": "sgd", "lr": 0.1}, "kd", tau=4.0, alpha=alpha)
+        module.teacher_logits = lambda x: t
+        return module.training_loss(s, y)[0].item()
+
+    assert loss(0.9) == pytest.approx(expected.item(), rel=1e-6)
+    assert loss(0.0) == pytest.approx(ce.mean().item(), rel=1e-6)
 
 
 def test_kd_is_zero_when_student_equals_teacher():
@@ -39,7 +47,7 @@ def test_kd_is_zero_when_student_equals_teacher():
 
 def test_teacher_stays_frozen_and_in_eval_mode():
     student, teacher = nn.Sequential(nn.Linear(4, 3)), nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 3))
-    module = KDModule(student, teacher, {"optimizer": "sgd", "lr": 0.1}, alpha=0.5, tau=2.0)
+    module = DistillationModule(student, teacher, {"optimizer": "sgd", "lr": 0.1})
     module.train()
     assert not module.teacher.training and module.model.training
     assert all(not p.requires_grad for p in module.teacher.parameters())

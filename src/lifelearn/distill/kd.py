@@ -4,7 +4,9 @@ is compared to (PAPERS.md section 1):
     loss = (1 - a) * CE(s, y) + a * tau^2 * KL(softmax(t / tau) || softmax(s / tau))
 
 `per_sample_kd` / `per_sample_ce` give the per-sample terms so sample-wise fusion
-ratios (TGeo-KD and the re-weighting baselines) share one loss form, `fused_loss`.
+ratios (TGeo-KD and the re-weighting baselines) share one loss form, `fused_loss`;
+vanilla KD is its constant ratio (distill/reweight.py, rule `kd`), and
+`DistillationModule` is the base of every student with a frozen teacher.
 """
 from __future__ import annotations
 
@@ -31,11 +33,6 @@ def fused_loss(alpha: torch.Tensor | float, kd: torch.Tensor, ce: torch.Tensor) 
     return (alpha * kd + (1 - alpha) * ce).mean()
 
 
-def kd_loss(student_logits, teacher_logits, targets, alpha: float, tau: float) -> torch.Tensor:
-    """Hinton's loss with a fixed fusion ratio `alpha` and temperature `tau`."""
-    return fused_loss(alpha, per_sample_kd(student_logits, teacher_logits, tau), per_sample_ce(student_logits, targets))
-
-
 class DistillationModule(ClassifierModule):
     """A student trained against a frozen teacher (kept in eval mode, never optimised)."""
 
@@ -51,15 +48,3 @@ class DistillationModule(ClassifierModule):
     @torch.no_grad()
     def teacher_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.teacher(x)
-
-
-class KDModule(DistillationModule):
-    """Vanilla KD: fixed `alpha` and `tau` from config."""
-
-    def __init__(self, model, teacher, train_cfg: dict, alpha: float, tau: float):
-        super().__init__(model, teacher, train_cfg)
-        self.alpha, self.tau = alpha, tau
-
-    def training_loss(self, x, y):
-        logits = self(x)
-        return kd_loss(logits, self.teacher_logits(x), y, self.alpha, self.tau), logits
