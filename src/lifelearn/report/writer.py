@@ -16,6 +16,7 @@ import yaml
 
 from lifelearn.io import read_json, write_json, write_text
 from lifelearn.report.claims import VERDICT_RULE, evaluate_claims, interval_text
+from lifelearn.report.ledger import ledger_section
 from lifelearn.report.markdown import md_table, number
 from lifelearn.report.results import load_histories, load_results
 from lifelearn.report.sections import generic
@@ -171,9 +172,10 @@ def _rst_escape(text: str) -> str:
 
 
 def write_report(config: dict, metric_paths, history_paths, data_version_path,
-                 out_dir: str | Path, captions_path: str | Path | None = None) -> Path:
+                 out_dir: str | Path, captions_path: str | Path | None = None, root: str | Path = ".") -> Path:
     """Write out_dir/figures/*.png, out_dir/claims.json, the figure captions for
-    `snakemake --report` (`captions_path`) and, last, out_dir/README.md."""
+    `snakemake --report` (`captions_path`) and, last, out_dir/README.md. `root`: the
+    directory the plan's paths (data/, checkpoints/) are relative to, for the protocol ledger."""
     out_dir = Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)  # a rule output even when no section draws one
     metric_paths, history_paths = list(metric_paths), list(history_paths)
@@ -183,7 +185,8 @@ def write_report(config: dict, metric_paths, history_paths, data_version_path,
     commits = sorted({read_json(p).get("git_commit") or "unknown" for p in metric_paths})
     write_json(out_dir / "claims.json", claims)
     data_version = None if data_version_path is None else read_json(data_version_path)
-    sections = [claims_section(claims), *study_sections(df, hist, out_dir, config),
+    sections = [claims_section(claims), ledger_section(claims, df, config, root),
+                *study_sections(df, hist, out_dir, config),
                 definitions_section(config), provenance_section(config, df, data_version, commits)]
     text = "\n\n".join([f"# lifelearn report: profile `{config.get('profile', 'unknown')}`",
                          contents(sections), *sections]) + "\n"
