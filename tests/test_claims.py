@@ -132,3 +132,6 @@ def test_table_has_the_power_columns_and_the_legend_five_verdicts():
         assert verdict in VERDICT_RULE
     assert "| MDE (80% power) | seeds needed | permutation p | verdict | Holm verdict |" in text
     assert "| 0.1146 |  | 0.125 | **holds** | **inconclusive** (p 0.25) |" in text
+    # two judged claims: p < 0.025 needs 6 seeds (2^-6 = 0.0156; 2^-5 = 0.031); p < 0.05 needs 5
+    assert "Holm family: 2 judged claims. Its first step needs some claim with p < 0.05/2 = 0.025" in text
+    assert "takes at least 6 seeds (and any claim needs 5 to reach p < 0.05 at all)" in text

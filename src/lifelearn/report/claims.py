@@ -12,6 +12,8 @@ Holm-adjusted verdict across the whole table (lifelearn.stats).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -187,6 +189,21 @@ def apply_holm(judged: list[dict]) -> list[dict]:
         holm_verdict = ("holds" if p < ALPHA else "inconclusive") if holds else r["verdict"]
         out.append(r | {"holm_p": p, "holm_verdict": holm_verdict})
     return out
+
+
+def min_seeds(p_threshold: float) -> int:
+    """Fewest seeds n at which an exact sign-permutation p (>= 2^-n) can be below `p_threshold`."""
+    return math.floor(math.log2(1 / p_threshold)) + 1
+
+
+def holm_family_text(judged: list[dict]) -> str:
+    """What the Holm family asks of the seeds: its first step needs p < ALPHA / m."""
+    m = sum(r["holm_p"] is not None for r in judged)
+    if not m:
+        return ""
+    return (f"Holm family: {m} judged claims. Its first step needs some claim with p < {ALPHA:g}/{m} = "
+            f"{ALPHA / m:.3g}; an exact permutation p with n seeds is at least 2^-n, so that takes at least "
+            f"{min_seeds(ALPHA / m)} seeds (and any claim needs {min_seeds(ALPHA)} to reach p < {ALPHA:g} at all).")
 
 
 def evaluate_claims(claims: list[dict], results: pd.DataFrame) -> list[dict]:

@@ -15,7 +15,7 @@ import pandas as pd
 import yaml
 
 from lifelearn.io import read_json, write_json, write_text
-from lifelearn.report.claims import VERDICT_RULE, evaluate_claims, interval_text
+from lifelearn.report.claims import VERDICT_RULE, evaluate_claims, holm_family_text, interval_text
 from lifelearn.report.ledger import ledger_section
 from lifelearn.report.markdown import md_table, number
 from lifelearn.report.results import load_histories, load_results
@@ -77,7 +77,7 @@ def claims_section(claims: list[dict]) -> str:
              number(c["mean_b"]), interval_text(c), f"{c['seeds_won']}/{c['n']}", number(c["mde"]),
              seeds_needed_text(c),
              permutation_text(c), f"**{c['verdict']}**", holm_text(c), c["note"]] for c in claims]
-    return "\n\n".join(["## Paper claims", VERDICT_RULE, md_table(header, rows)])
+    return "\n\n".join(filter(None, ["## Paper claims", VERDICT_RULE, md_table(header, rows), holm_family_text(claims)]))
 
 
 def study_sections(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config: dict) -> list[str]:
