@@ -187,3 +187,9 @@ def test_a_chain_of_methods_is_placed_inside_the_range():
     means = frame.groupby("name")["test_acc"].mean()
     assert means.to_dict() == pytest.approx({"a": 0.45, "b": 0.5, "c": 0.55})
     assert verdict(claims, "cb", "ba") == "premise not met" and verdict(claims, "cb", "cb") == "does not hold"
+
+
+def test_a_control_claim_can_hold_and_fail():
+    claims = {"vs": {"id": "vs", "study": "continual", "metric": "gap_depth", "a": "er", "control": "no_switch",
+                     "margin": 0.0, "direction": "greater"}}
+    assert verdict(claims, "vs", None) == "holds" and verdict(claims, "vs", "vs") == "does not hold"
