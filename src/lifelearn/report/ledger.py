@@ -81,7 +81,7 @@ def sample_text(chain: list[JobSpec], data_dir: Path) -> str:
              if (data_dir / n / "meta.json").exists()]
     stream = setting(chain, "eval")
     if isinstance(stream, dict) and "subset" in stream:
-        sizes.append(f"stream every {stream['every']} iterations on <= {stream['subset']} a task")
+        sizes.append(f"stream: every {stream['every']} iteration(s) on <= {stream['subset']} per task")
     return "; ".join(sizes) or "n/a"
 
 
