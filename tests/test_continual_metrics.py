@@ -313,3 +313,21 @@ def test_continual_metrics_single_task_keeps_none():
                 "forward_transfer", "backward_transfer"):
         assert key in out and out[key] is None
     assert out["wp10"] == pytest.approx(0.6 - 0.4)
+
+
+def test_every_metric_declares_its_range_and_the_examples_lie_in_it():
+    out = cm.continual_metrics(R2, two_task_stream(), [0.1, 0.2], [0.1, 0.1], expert_stream(), windows=(2, 10))
+    for key, value in out.items():
+        low, high = cm.metric_range(key)
+        assert low <= value <= high, key
+    assert set(cm.METRIC_RANGES) | {"wf10", "wp10", "wf100", "wp100"} == set(cm.METRIC_DEFINITIONS)
+    assert cm.metric_range("wf7") == (0.0, 1.0) and cm.metric_range("test_acc") is None
+
+
+def test_gap_depth_is_negative_under_backward_transfer_and_recovery_never_is():
+    # task 0 reaches R[0, 0] = 0.6; every evaluation while task 1 trains lies above it
+    stream = make_stream({0: [(1, 0, 0.6), (2, 1, 0.7), (3, 1, 0.65), (4, 1, 0.8)],
+                          1: [(2, 1, 0.5), (3, 1, 0.6), (4, 1, 0.7)]})
+    assert cm.gap_depth(stream, np.array([[0.6, 0.1], [0.8, 0.7]]), 2) == pytest.approx(0.6 - 0.65)
+    assert cm.stability_gap_summary(stream, 2)["gap_recovery"] == pytest.approx(0.8 - 0.65)
+    assert cm.metric_range("gap_depth") == (-1.0, 1.0) and cm.metric_range("gap_recovery") == (0.0, 1.0)

@@ -176,6 +176,11 @@ CLAIMS = [
 ]
 
 
+CLAIM_FIELDS = ["id", "study", "stage", "source", "statement", "metric", "a", "b", "value", "margin",
+                "direction", "n", "seeds", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high",
+                "seeds_won", "verdict", "note"]  # claims.json's fields before power and premises
+
+
 def make_report(runs, tmp_path, status="match"):
     config = {"profile": "default", "claims": CLAIMS,
               "teachers": {"mnist1d_convnet": {
@@ -204,6 +209,9 @@ def test_write_report_end_to_end(runs, tmp_path):
     assert all(f"figures/{f.name}" in text for f in figures)
     claims = read_json(tmp_path / "report" / "claims.json")
     assert [c["verdict"] for c in claims] == ["holds", "not run"]
+    assert set(CLAIM_FIELDS) <= set(claims[0]) and claims[0]["perm_p"] == 0.125
+    assert [c["holm_verdict"] for c in claims] == ["inconclusive", "not run"]  # 3 seeds: p >= 1/8
+    assert claims[0]["mde"] > 0 and claims[1]["mde"] is None and claims[0]["premises_failed"] == []
 
 
 def test_write_report_is_deterministic(runs, tmp_path):

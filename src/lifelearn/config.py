@@ -81,6 +81,34 @@ def study_claims(claims: dict, studies: list[str]) -> list[dict]:
     return [{**claim, "study": study} for study in studies for claim in claims.get(study) or []]
 
 
+def premise_order(claims: list[dict]) -> list[dict]:
+    """`claims` reordered so that every claim comes after the claims it `requires` (depth
+    first, otherwise in the given order). A repeated id, an unknown premise or a cycle of
+    premises is a ValueError naming the claim."""
+    by_id: dict = {}
+    for claim in claims:
+        if claim.get("id") in by_id:
+            raise ValueError(f"config key 'claims': duplicate claim id {claim.get('id')!r}")
+        by_id[claim.get("id")] = claim
+    order: list[dict] = []
+
+    def visit(cid, path: list) -> None:
+        if cid in path:
+            cycle = " -> ".join(map(str, path[path.index(cid):] + [cid]))
+            raise ValueError(f"config key 'claims': claim {cid!r}: its premises form a cycle {cycle}")
+        if by_id[cid] in order:
+            return
+        for premise in by_id[cid].get("requires") or []:
+            if premise not in by_id:
+                raise ValueError(f"config key 'claims': claim {cid!r} requires unknown claim {premise!r}")
+            visit(premise, path + [cid])
+        order.append(by_id[cid])
+
+    for cid in by_id:
+        visit(cid, [])
+    return order
+
+
 def fill_defaults(cfg: dict) -> dict:
     """Teachers inherit the top-level seeds and the `natural` training method."""
     for teacher in (cfg.get("teachers") or {}).values():
@@ -93,7 +121,8 @@ def fill_defaults(cfg: dict) -> dict:
 def validate_config(cfg: dict, config_dir: str | Path = CONFIG_DIR) -> None:
     """Check the resolved config against config/schema.yaml and each study's section
     against config/schemas/<study>.yaml (which may `$ref` the shared `$defs`); the error
-    names the failing key, e.g. `tgeo_kd.train.lr: 0 is less than or equal to ...`."""
+    names the failing key, e.g. `tgeo_kd.train.lr: 0 is less than or equal to ...`. Then
+    the claims' premises (premise_order)."""
     import jsonschema
     from referencing import Registry, Resource
 
@@ -114,3 +143,4 @@ def validate_config(cfg: dict, config_dir: str | Path = CONFIG_DIR) -> None:
         if error is not None:
             where = prefix + ".".join(map(str, error.absolute_path))
             raise ValueError(f"config key '{where.rstrip('.') or '<top>'}': {error.message} (schema {path})")
+    premise_order(cfg.get("claims") or [])

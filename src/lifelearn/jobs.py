@@ -13,8 +13,10 @@ from pathlib import Path
 
 from lifelearn.io import read_json, write_json
 
-# Source files (under src/lifelearn) every training job depends on besides its study's own.
-COMMON_CODE = ("jobs.py", "io.py", "tracking.py", "config.py")
+# Source files (under src/lifelearn) every study job runs besides its study's own: the glue
+# (studies/__init__.py), the job types, file output and MLflow. config.py is not among them:
+# it plans jobs, and what a plan changes reaches a job through its params.
+COMMON_CODE = ("studies/__init__.py", "jobs.py", "io.py", "tracking.py")
 # what training jobs evaluate with; the continual metrics (evaluate/continual_*) are not in it
 MODEL_EVALUATION = ("evaluate/__init__.py", "evaluate/classification.py", "evaluate/robustness.py")
 LONG_CHAIN_PRIORITY = 10  # jobs at the head of the longest chains start first (2 cores fill the gaps)

@@ -1,9 +1,14 @@
 """Test-set evaluation of a classifier: accuracy, loss and per-class accuracy."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.nn import functional as F
 from torchmetrics.functional.classification import multiclass_accuracy
+
+# Values evaluate_classifier's `{prefix}_<key>` can take: a share of samples, a mean CE.
+METRIC_RANGES = {"acc": (0.0, 1.0), "loss": (0.0, math.inf)}
 
 
 @torch.no_grad()

@@ -17,6 +17,7 @@ Every metric returns a float, or None when undefined (e.g. forgetting with T == 
 """
 from __future__ import annotations
 
+import math
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -60,6 +61,38 @@ METRIC_DEFINITIONS: dict[str, str] = {
                          r"s = \max \text{smoothed curve},\ e = \text{evaluations to } s",
 }
 
+
+# Every value each metric can take, read off its definition below (accuracies lie in
+# [0, 1]). A claim's statistic must be able to fall on either side of its margin: a bound
+# here that a claim's margin sits on (gap_recovery > 0) means the claim cannot fail.
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    "avg_acc": (0.0, 1.0), "avg_incremental_acc": (0.0, 1.0),   # means of accuracies
+    "forgetting": (-1.0, 1.0),  # negative when R[T, j] exceeds every earlier R[l, j]
+    "bwt": (-1.0, 1.0), "fwt": (-1.0, 1.0),
+    "min_acc": (0.0, 1.0), "wc_acc": (0.0, 1.0),
+    # R[j, j] minus the minimum over evaluations AFTER at least one step of a later task: the
+    # window never holds the state R[j, j] was measured at, so every later evaluation can lie
+    # above it (backward transfer) and the depth is negative. Bounded below by
+    # R[j, j] - a_j(last evaluation) (= -BWT_j when the subset is the whole test split).
+    "gap_depth": (-1.0, 1.0),
+    # pre (last evaluation before task i) is outside the window of the minimum: can be negative
+    "gap_drop": (-1.0, 1.0),
+    # end - low, low = min over a window CONTAINING end: >= 0 by construction
+    "gap_recovery": (0.0, 1.0),
+    "gap_recover_iters": (0.0, math.inf), "gap_low_after": (0.0, math.inf),   # iterations
+    "perf_maintenance": (-1.0, 1.0),
+    # contrast (the method continual_metrics uses); the ratio would be [0, inf)
+    "forward_transfer": (-1.0, 1.0), "backward_transfer": (-1.0, 1.0),
+    "relative_to_expert": (0.0, math.inf), "sample_efficiency": (0.0, math.inf),  # ratios of accuracies
+}
+WINDOWED_RANGE = (0.0, 1.0)  # WF^w, WP^w: the largest drop / rise, floored at 0
+
+
+def metric_range(key: str) -> tuple[float, float] | None:
+    """METRIC_RANGES[key], WINDOWED_RANGE for wf<w> / wp<w>, None for a key not defined here."""
+    if key[:2] in ("wf", "wp") and key[2:].isdigit():
+        return WINDOWED_RANGE
+    return METRIC_RANGES.get(key)
 
 
 def metric_definitions(windows: Sequence[int] = (10, 100)) -> dict[str, str]:

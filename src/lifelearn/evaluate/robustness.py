@@ -17,6 +17,8 @@ import torch
 from torch.nn import functional as F
 
 RANDOM_STARTS = ("uniform", "normal", "none")
+# Values robustness_metrics' `{prefix}_<key>` can take: shares of the n samples, and their mean.
+METRIC_RANGES = {"clean_acc": (0.0, 1.0), "pgd_acc": (0.0, 1.0), "weighted_robust_acc": (0.0, 1.0)}
 
 
 def attack_settings(cfg: dict) -> tuple[float, float, int, str]:

@@ -15,7 +15,8 @@ import pandas as pd
 import yaml
 
 from lifelearn.io import read_json, write_json, write_text
-from lifelearn.report.claims import VERDICT_RULE, evaluate_claims
+from lifelearn.report.claims import VERDICT_RULE, evaluate_claims, holm_family_text, interval_text
+from lifelearn.report.ledger import ledger_section
 from lifelearn.report.markdown import md_table, number
 from lifelearn.report.results import load_histories, load_results
 from lifelearn.report.sections import generic
@@ -34,22 +35,49 @@ def section_of(study: str) -> Section:
     return generic.section
 
 
+def criterion(c: dict) -> str:
+    """'A - B > margin', naming a control as 'control `name`' and a constant by its value."""
+    op = ">" if c["direction"] == "greater" else "<"
+    if c.get("control") is not None:
+        base = f"control `{c['control']}`"
+    else:
+        base = c["b"] if c["b"] is not None else number(c["value"], "{:g}")
+    return f"{c['a']} - {base} {op} {c['margin']:g}"
+
+
+def permutation_text(c: dict) -> str:
+    """The permutation p-value, '(MC)' when it is a Monte-Carlo estimate."""
+    if c.get("perm_p") is None:
+        return "n/a"
+    return f"{c['perm_p']:.3g}" + (" (MC)" if c["perm_method"] == "monte carlo" else "")
+
+
+def seeds_needed_text(c: dict) -> str:
+    """Seeds needed for 80% power: blank unless computed (inconclusive intervals), 'n/a'
+    for an inconclusive claim without a finite number."""
+    if c["seeds_needed"] is not None:
+        return str(c["seeds_needed"])
+    return "n/a" if c["verdict"] == "inconclusive" else ""
+
+
+def holm_text(c: dict) -> str:
+    """The Holm verdict, with the adjusted p when there is one."""
+    p = "" if c.get("holm_p") is None else f" (p {c['holm_p']:.3g})"
+    return f"**{c['holm_verdict']}**{p}"
+
+
 def claims_section(claims: list[dict]) -> str:
-    """Verdict table of all evaluated claims, with the verdict rule."""
+    """Verdict table of all evaluated claims, with the verdict rule and the power columns."""
     if not claims:
         return "## Paper claims\n\nNo claims configured."
-    header = ["id", "statement", "source", "metric", "criterion", "mean A", "mean B / value",
-              "mean diff [95% CI]", "seeds won / n", "verdict", "note"]
-    rows = []
-    for c in claims:
-        op = ">" if c["direction"] == "greater" else "<"
-        base = c["b"] if c["b"] is not None else number(c["value"], "{:g}")
-        ci = "" if c["ci_low"] is None else f" [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]"
-        rows.append([c["id"], c["statement"], c["source"], c["metric"],
-                     f"{c['a']} - {base} {op} {c['margin']:g}", number(c["mean_a"]),
-                     number(c["mean_b"]), number(c["mean_diff"], "{:+.4f}") + ci,
-                     f"{c['seeds_won']}/{c['n']}", f"**{c['verdict']}**", c["note"]])
-    return "\n\n".join(["## Paper claims", VERDICT_RULE, md_table(header, rows)])
+    header = ["id", "statement", "source", "metric", "criterion", "mean A", "mean B / control / value",
+              "mean diff [95% CI]", "seeds won / n", "MDE (80% power)", "seeds needed",
+              "permutation p", "verdict", "Holm verdict", "note"]
+    rows = [[c["id"], c["statement"], c["source"], c["metric"], criterion(c), number(c["mean_a"]),
+             number(c["mean_b"]), interval_text(c), f"{c['seeds_won']}/{c['n']}", number(c["mde"]),
+             seeds_needed_text(c),
+             permutation_text(c), f"**{c['verdict']}**", holm_text(c), c["note"]] for c in claims]
+    return "\n\n".join(filter(None, ["## Paper claims", VERDICT_RULE, md_table(header, rows), holm_family_text(claims)]))
 
 
 def study_sections(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config: dict) -> list[str]:
@@ -144,9 +172,10 @@ def _rst_escape(text: str) -> str:
 
 
 def write_report(config: dict, metric_paths, history_paths, data_version_path,
-                 out_dir: str | Path, captions_path: str | Path | None = None) -> Path:
+                 out_dir: str | Path, captions_path: str | Path | None = None, root: str | Path = ".") -> Path:
     """Write out_dir/figures/*.png, out_dir/claims.json, the figure captions for
-    `snakemake --report` (`captions_path`) and, last, out_dir/README.md."""
+    `snakemake --report` (`captions_path`) and, last, out_dir/README.md. `root`: the
+    directory the plan's paths (data/, checkpoints/) are relative to, for the protocol ledger."""
     out_dir = Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)  # a rule output even when no section draws one
     metric_paths, history_paths = list(metric_paths), list(history_paths)
@@ -156,7 +185,8 @@ def write_report(config: dict, metric_paths, history_paths, data_version_path,
     commits = sorted({read_json(p).get("git_commit") or "unknown" for p in metric_paths})
     write_json(out_dir / "claims.json", claims)
     data_version = None if data_version_path is None else read_json(data_version_path)
-    sections = [claims_section(claims), *study_sections(df, hist, out_dir, config),
+    sections = [claims_section(claims), ledger_section(claims, df, config, root),
+                *study_sections(df, hist, out_dir, config),
                 definitions_section(config), provenance_section(config, df, data_version, commits)]
     text = "\n\n".join([f"# lifelearn report: profile `{config.get('profile', 'unknown')}`",
                          contents(sections), *sections]) + "\n"
