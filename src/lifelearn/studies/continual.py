@@ -139,9 +139,9 @@ def train_seed(job, ds, data_dir: Path, seed: int, out: dict, init_dir: Path | N
     from lifelearn.continual.starts import init_model, random_init_model
     from lifelearn.continual.strategies import build_plugins
     from lifelearn.continual.template import ContinualLearner
-    from lifelearn.io import md5_tree, write_json
+    from lifelearn.io import write_json
     from lifelearn.jobs import RunRecord
-    from lifelearn.tracking import tracked_run
+    from lifelearn.tracking import DatasetRef, tracked_run
 
     cfg, name = job.spec, job.name
     torch.manual_seed(seed)
@@ -154,9 +154,10 @@ def train_seed(job, ds, data_dir: Path, seed: int, out: dict, init_dir: Path | N
     evaluator = ContinualEvaluator(scenario, ev.get("every", 1), ev.get("subset", 1000), seed)
     learner = ContinualLearner(model, scenario, plugins, cfg["train"], seed, evaluator)
     method = "+".join(list(cfg["strategies"]) + (["refresh"] if cfg.get("refresh") else []))
-    tags = {"stage": STAGE, "method": method, "name": name, "dataset": ds.name, "model": arch,
-            "seed": seed, "dataset_md5": md5_tree(data_dir), "scenario": cfg["scenario"], "init": cfg.get("init", "scratch")}
-    with tracked_run(job.ctx, STUDY, f"{name}/seed{seed}", tags, {**cfg, "seed": seed}) as run:
+    tags = {"stage": STAGE, "method": method, "name": name, "dataset": ds.name, "model": arch, "seed": seed,
+            "scenario": cfg["scenario"], "init": cfg.get("init", "scratch")}
+    with tracked_run(job.ctx, STUDY, f"{name}/seed{seed}", tags, {**cfg, "seed": seed},
+                     dataset=DatasetRef.of(ds.name, data_dir)) as run:
         scratch = cfg.get("init", "scratch") == "scratch"
         evaluator.before_training(learner, None if scratch else random_init_model(model, seed))
         start = time.perf_counter()
