@@ -98,6 +98,13 @@ def test_claim_change_reruns_only_the_report(pipeline):
     assert planned_jobs(pipeline, {"claims": claims}) == {"report": 1, "all": 1}
 
 
+def test_tracking_settings_rerun_only_the_report(pipeline):
+    """What MLflow records beside the results (system metrics) is in no study job's params;
+    the report lists the resolved config, so it is redone (as for `progress_bar`)."""
+    assert planned_jobs(pipeline, {"tracking": {"system_metrics": False, "system_metrics_interval": 60}}) == {
+        "report": 1, "all": 1}
+
+
 def test_unrelated_config_section_reruns_nothing(pipeline):
     other = {"paper": {"teachers": {"cifar10_resnet18": {"train": {"epochs": 300}}}}}
     assert planned_jobs(pipeline, {"profiles": other}) == {}

@@ -315,13 +315,13 @@ def test_system_metrics_are_sampled_into_the_run_when_switched_on(store):
 # --- parent runs -------------------------------------------------------------------------
 
 def _seeds(ctx, experiment, seeds, fail_after=None):
-    """Seed runs cfg/seed<k> with metric acc = k / 10; raises after seed `fail_after`."""
+    """Seed runs cfg/seed<k> on one dataset with metric acc = k / 10; raises after seed `fail_after`."""
     from lifelearn.jobs import RunRecord
 
-    records = []
+    records, data = [], tracking.DatasetRef("digits", Path("/data/digits"), "d1g357")
     for seed in seeds:
-        with tracked_run(ctx, experiment, f"cfg/seed{seed}", {"stage": "unit", "name": "cfg", "seed": seed,
-                                                               "dataset_md5": "d"}, {"lr": 0.1, "seed": seed}) as run:
+        with tracked_run(ctx, experiment, f"cfg/seed{seed}", {"stage": "unit", "name": "cfg", "seed": seed},
+                         {"lr": 0.1, "seed": seed}, dataset=data) as run:
             run.log_metrics({"acc": seed / 10})
         records.append(RunRecord(experiment, "unit", "cfg", "m", seed, "digits", "mlp", run.run_id, "abc",
                                  {"acc": seed / 10, "per_class": [1, 2], "note": "x"}))
@@ -350,6 +350,7 @@ def test_seed_runs_nest_under_one_parent_with_their_aggregate(store, tmp_path):
     assert parent.info.run_name == "cfg" and parent.info.status == "FINISHED"
     assert parent.data.params == {"lr": "0.1"} and "seed" not in parent.data.tags and "dataset_md5" not in parent.data.tags
     assert parent.data.tags["name"] == "cfg" and parent.data.tags["mlflow.source.type"] == "LOCAL"
+    assert [i.dataset.digest for i in parent.inputs.dataset_inputs] == ["d1g357"]  # its seeds' dataset, once
     assert sorted(r.info.run_name for r in runs["seed"]) == ["cfg/seed1", "cfg/seed2", "cfg/seed3"]
     assert {r.data.tags["mlflow.parentRunId"] for r in runs["seed"]} == {parent.info.run_id}
     mean, low, high = paired_interval([0.1, 0.2, 0.3])

@@ -357,11 +357,15 @@ def _system_metrics(ctx: RunContext, run_id: str, resume: bool):
 
 def _new_run(client, ctx: RunContext, exp_id: str, run_name: str, tags: dict, params: dict,
              dataset: DatasetRef | None) -> str:
-    if ctx.parents is not None:
-        tags = {**tags, PARENT_RUN_TAG: ctx.parents.run_id(ctx, exp_id, run_name, tags, params), RUN_LEVEL_TAG: "seed"}
+    """A new run, nested under its parent when `ctx` has parents; its dataset an input of
+    both (the parent's inputs: the datasets of its seeds, each once)."""
+    parent = ctx.parents.run_id(ctx, exp_id, run_name, tags, params) if ctx.parents is not None else None
+    if parent is not None:
+        tags = {**tags, PARENT_RUN_TAG: parent, RUN_LEVEL_TAG: "seed"}
     run_id = _create_run(client, exp_id, run_name, ctx.tags(**tags), params)
     if dataset is not None:
-        client.log_inputs(run_id, datasets=[dataset.mlflow_input()])
+        for run in filter(None, (run_id, parent)):
+            client.log_inputs(run, datasets=[dataset.mlflow_input()])
     return run_id
 
 
