@@ -95,7 +95,7 @@ def test_run_context_tags():
 def test_run_context_of_a_job_names_its_rule_and_a_dirty_commit(monkeypatch, tmp_path):
     monkeypatch.setattr(tracking, "git_commit", lambda root: "f00d+dirty")
     tags = RunContext.for_job("smoke", "d1", tmp_path, rule="pretrain_digits_mlp").tags()
-    assert tags["mlflow.source.name"] == "Snakefile:pretrain_digits_mlp"
+    assert tags["mlflow.source.name"] == "pretrain_digits_mlp"
     assert tags["mlflow.source.git.commit"] == "f00d" and tags["mlflow.source.git.dirty"] == "true"
     assert tags["git_commit"] == "f00d+dirty"
     assert "mlflow.source.git.commit" not in RunContext("sqlite:////x.db", "smoke").tags()  # commit unknown

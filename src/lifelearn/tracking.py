@@ -138,8 +138,9 @@ def _user() -> str:
 @dataclass(frozen=True)
 class RunContext:
     """What every job knows about the pipeline invocation it runs in: its store, profile,
-    code and data versions, the source MLflow shows (the job's Snakemake rule), whether its
-    runs sample system metrics, and the parent runs its seed runs nest under."""
+    code and data versions, the source MLflow shows (the job's Snakemake rule, by name: the
+    runs table's narrow Source column shows its start), whether its runs sample system
+    metrics, and the parent runs its seed runs nest under."""
 
     tracking_uri: str
     profile: str
@@ -157,7 +158,7 @@ class RunContext:
         (MLFLOW_TRACKING_URI or <root>/mlflow.db), the commit of its code, the data version
         its rule carries (a param: a new data version reruns the job), its rule as source."""
         return cls(default_tracking_uri(root), profile, git_commit(root), data_version,
-                   source=f"Snakefile:{rule}" if rule else "lifelearn", system_metrics_interval=system_metrics_interval)
+                   source=rule or "lifelearn", system_metrics_interval=system_metrics_interval)
 
     def tags(self, **job_tags) -> dict[str, str]:
         base = {"profile": self.profile, "git_commit": self.git_commit, "data_version": self.data_version}
