@@ -440,3 +440,12 @@ def test_credentials_leave_the_uri_for_mlflows_auth_variables(monkeypatch):
     assert without_credentials("https://ann:p%40ss@mlflow.lab:5000/base") == "https://mlflow.lab:5000/base"
     assert os.environ["MLFLOW_TRACKING_USERNAME"] == "ann" and os.environ["MLFLOW_TRACKING_PASSWORD"] == "p@ss"
     assert without_credentials("sqlite:////tmp/x/mlflow.db") == "sqlite:////tmp/x/mlflow.db"
+
+
+def test_system_metrics_setting():
+    from lifelearn.studies import system_metrics_interval
+
+    assert system_metrics_interval({}) is None
+    assert system_metrics_interval({"tracking": {"system_metrics": True}}) == 10
+    assert system_metrics_interval({"tracking": {"system_metrics": True, "system_metrics_interval": 2}}) == 2
+    assert system_metrics_interval({"tracking": {"system_metrics": False, "system_metrics_interval": 2}}) is None
