@@ -146,6 +146,14 @@ def test_training_runs_have_their_dataset_as_an_input(server, pipeline):
     assert json.loads(dataset["source"]) == {"uri": str((pipeline / "data" / "mnist1d").resolve())}
 
 
+def test_training_runs_have_system_metrics(server):
+    """MLflow samples a run every tracking.system_metrics_interval seconds (the smoke profile: 1),
+    logging nothing for a run shorter than that: some smoke runs are."""
+    sampled = [r["info"]["run_name"] for name in STUDIES for r in by_level(runs_of(server, name))["seed"]
+               if {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(metrics(r))]
+    assert sampled
+
+
 def test_every_run_has_mlflows_source_tags(server, pipeline):
     rules = {log.stem for log in (pipeline / "logs" / "smoke").glob("*.log")}  # one log per rule
     for name in (*STUDIES, "report"):
