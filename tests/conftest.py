@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -98,10 +102,43 @@ def mlflow_client(workdir: Path):
     return MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
 
 
-def experiment_runs(workdir: Path, experiment: str, **search) -> list:
-    """Every run of `experiment` in `workdir`'s MLflow store (search_runs keywords allowed)."""
+def experiment_runs(workdir: Path, experiment: str, level: str | None = "seed", **search) -> list:
+    """The runs of `experiment` in `workdir`'s MLflow store (search_runs keywords allowed)
+    at `level` (tag run_level): "seed" (one per job and seed, nested), "parent" (one per
+    configuration) or None (every run, also those of no level, such as the report's)."""
     client = mlflow_client(workdir)
-    return client.search_runs([client.get_experiment_by_name(experiment).experiment_id], **search)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id], **search)
+    return [r for r in runs if level is None or r.data.tags.get("run_level") == level]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def mlflow_server_on(backend_uri: str, *args: str, timeout: float = 120) -> Iterator[int]:
+    """`mlflow server` on 127.0.0.1 (a free port, one worker) against `backend_uri`, with
+    more server `args`; yields its port once /health answers (within `timeout` s), stops it after."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", backend_uri, "--workers", "1", *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None and time.time() < deadline, "mlflow server did not start"
+                time.sleep(0.5)
+        yield port
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
 
 
 @contextmanager
@@ -135,14 +172,14 @@ def trained_model_paths(root: Path, seeds) -> dict[str, list[Path]]:
 
 def run_job(study_name: str, step: str, name: str, spec: dict, seeds, ctx, inputs: dict, outputs: dict,
             trainer: dict | None = None) -> list:
-    """Run one study job in this process, as the rule's glue does (lifelearn.studies.<study>.run)."""
+    """Run one study job in this process, as the rule's glue does (lifelearn.studies.run_job)."""
     from lifelearn.jobs import Job, Paths
-    from lifelearn.studies import study
+    from lifelearn.studies import run_job as run_study_job
 
     trainer = trainer or {"accelerator": "cpu", "devices": 1, "deterministic": True}
     job = Job(study_name, step, name, spec, list(seeds), ctx, 1, {**trainer, "progress_bar": False})
-    return study(study_name).run(job, Paths({k: [Path(p) for p in v] for k, v in inputs.items()},
-                                            {k: [Path(p) for p in v] for k, v in outputs.items()}))
+    return run_study_job(job, Paths({k: [Path(p) for p in v] for k, v in inputs.items()},
+                                    {k: [Path(p) for p in v] for k, v in outputs.items()}))
 
 
 def write_override(workdir: Path, name: str, values: dict) -> Path:

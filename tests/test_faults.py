@@ -29,4 +29,4 @@ def test_diverging_learning_rate_fails_clearly_and_writes_nothing(tmp_path):
                 {"data": [tmp_path / "data" / "digits" / "meta.json"]}, out, {"accelerator": "cpu"})
     assert not any(Path(p[0]).exists() for p in out.values())
     runs = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("teachers").experiment_id])
-    assert [r.info.status for r in runs] == ["FAILED"]
+    assert sorted((r.data.tags["run_level"], r.info.status) for r in runs) == [("parent", "FAILED"), ("seed", "FAILED")]

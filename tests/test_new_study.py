@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, copy_workflow, mlflow_client, snakemake
+from conftest import REPO, copy_workflow, experiment_runs, snakemake
 
 pytestmark = pytest.mark.slow
 TOY = REPO / "tests" / "toy_study"
@@ -43,9 +43,10 @@ def test_a_study_added_as_three_files_runs_end_to_end(tmp_path):
     assert list(claims) == ["nearest_mean_beats_majority"] and claims["nearest_mean_beats_majority"]["verdict"] == "holds"
     readme = (results / "report" / "README.md").read_text()
     assert "## Study `toy`, stage `toy`" in readme and "nearest_mean" in readme
-    runs = mlflow_client(workdir).search_runs([mlflow_client(workdir).get_experiment_by_name("toy").experiment_id])
+    runs = experiment_runs(workdir, "toy")
     assert sorted(r.info.run_name for r in runs) == ["majority/seed0", "majority/seed1", "nearest_mean/seed0",
                                                      "nearest_mean/seed1"]
+    assert sorted(r.info.run_name for r in experiment_runs(workdir, "toy", level="parent")) == ["majority", "nearest_mean"]
 
 
 def test_a_study_config_without_its_module_is_named(tmp_path):

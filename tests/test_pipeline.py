@@ -54,7 +54,7 @@ def test_one_finished_mlflow_run_per_job_and_seed(pipeline):
     history = client.get_metric_history(run.info.run_id, "val_acc")
     assert len(history) == 2  # one point per epoch
     assert "metrics.json" in {a.path for a in client.list_artifacts(run.info.run_id)}
-    report = experiment_runs(pipeline, "report")
+    report = experiment_runs(pipeline, "report", level=None)
     assert report and {r.info.status for r in report} == {"FINISHED"}  # one per report job
 
 
@@ -96,6 +96,13 @@ def test_claim_change_reruns_only_the_report(pipeline):
     claims = yaml.safe_load((pipeline / "config" / "studies" / "teachers.yaml").read_text())["claims"]
     claims["teachers"][0]["margin"] = 0.20
     assert planned_jobs(pipeline, {"claims": claims}) == {"report": 1, "all": 1}
+
+
+def test_tracking_settings_rerun_only_the_report(pipeline):
+    """What MLflow records beside the results (system metrics) is in no study job's params;
+    the report lists the resolved config, so it is redone (as for `progress_bar`)."""
+    assert planned_jobs(pipeline, {"tracking": {"system_metrics": False, "system_metrics_interval": 60}}) == {
+        "report": 1, "all": 1}
 
 
 def test_unrelated_config_section_reruns_nothing(pipeline):

@@ -1,5 +1,5 @@
 """A training job killed with SIGKILL half-way resumes from its last checkpoint on the
-rerun (epoch count continues, same MLflow run) and ends with the metrics of an
+rerun (epoch count continues, same MLflow run and parent run) and ends with the metrics of an
 uninterrupted run: a Lightning training job (teacher pretraining, the body of every
 run_seed stage) and a dataset-distillation job (its own optimisation loop)."""
 from __future__ import annotations
@@ -22,6 +22,7 @@ pytestmark = pytest.mark.slow
 JOB = "pretrain_mnist1d_convnet"
 LONG_TEACHER = {"teachers": {"mnist1d_convnet": {"train": {"epochs": 8}}}}  # the smoke seeds [0, 1]
 OVERRIDE = "overrides/resume.yaml"
+PARENTS_STATE = "checkpoints/smoke/teachers/.mlflow-parents-*.json"  # lifelearn.studies.parents_state
 
 
 def workflow(dest: Path, smoke_override: dict = LONG_TEACHER) -> Path:
@@ -79,6 +80,7 @@ def test_killed_job_resumes_and_matches_an_uninterrupted_run(tmp_path):
     work = list((killed / "checkpoints" / "smoke" / "teachers" / "mnist1d_convnet").glob(".work-seed0-*"))
     epoch_at_kill = torch.load(work[0] / "last.ckpt", weights_only=True)["epoch"]
     assert 0 <= epoch_at_kill < 7
+    assert list(killed.glob(PARENTS_STATE))  # the parent run's id, for the rerun
 
     run(killed)
     rerun = (killed / "logs" / "smoke" / f"{JOB}.log").read_text()  # the job's output is in its log
@@ -99,6 +101,12 @@ def test_killed_job_resumes_and_matches_an_uninterrupted_run(tmp_path):
                                                                        ("mnist1d_convnet/seed1", "FINISHED")]
     seed0 = next(r for r in runs if r.info.run_name == "mnist1d_convnet/seed0")
     assert len(client.get_metric_history(seed0.info.run_id, "val_acc")) == 8
+    # the killed attempt's parent run was continued: one parent, both seeds under it
+    [parent] = experiment_runs(killed, "teachers", level="parent")
+    assert (parent.info.run_name, parent.info.status) == ("mnist1d_convnet", "FINISHED")
+    assert parent.data.metrics["n_seeds"] == 2
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
+    assert not list(killed.glob(PARENTS_STATE))  # its state went with the finished job
 
 
 DD_JOB = "dd_distill_mtt"

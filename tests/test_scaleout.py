@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO, SMOKE, copy_workflow, planned_jobs
+from conftest import REPO, SMOKE, copy_workflow, mlflow_server_on, planned_jobs
 
 pytestmark = pytest.mark.slow
 
@@ -53,33 +50,11 @@ def test_slurm_profile_plans_the_pipeline(workflow_copy):
     assert "pretrain_mnist1d_convnet" in out and "mem_mb=4000" in out and "gpu=0" in out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server(tmp_path):
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None and time.time() < deadline, "mlflow server did not start"
-                time.sleep(0.5)
+    with mlflow_server_on(f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination", str(tmp_path / "artifacts")) \
+            as port:
         yield port
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
 
 
 def test_jobs_log_to_a_shared_mlflow_server_without_leaking_credentials(tmp_path, mlflow_server):
@@ -91,7 +66,8 @@ def test_jobs_log_to_a_shared_mlflow_server_without_leaking_credentials(tmp_path
               env={**os.environ, "MLFLOW_TRACKING_URI": uri})
     assert not (work / "mlflow.db").exists()  # nothing went to the local default store
     client = MlflowClient(f"http://127.0.0.1:{mlflow_server}")
-    runs = client.search_runs([client.get_experiment_by_name("teachers").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name("teachers").experiment_id],
+                              filter_string="tags.run_level = 'seed'")
     names = sorted(r.info.run_name for r in runs)
     assert names == [f"{t}/seed{s}" for t in ("digits_convnet", "mnist1d_mlp") for s in (0, 1)]
     assert {r.info.status for r in runs} == {"FINISHED"}

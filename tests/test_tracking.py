@@ -1,18 +1,23 @@
 """MLflow tracking helpers: params, URIs, runs (finished / failed / resumed), the
-store lock under concurrent first use, and the git commit tag."""
+store lock under concurrent first use, the git commit and MLflow's source tags, the
+experiment kind, dataset inputs, logged models, system metrics, and parent runs per
+configuration with the seeds' aggregate."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from lifelearn import tracking
+from lifelearn.io import md5_tree
 from lifelearn.tracking import MAX_PARAM_CHARS, RunContext, default_tracking_uri, flatten, git_commit, tracked_run
 
 
@@ -77,8 +82,23 @@ def test_default_tracking_uri_sqlite(monkeypatch, tmp_path):
 
 def test_run_context_tags():
     ctx = RunContext("sqlite:////x.db", "smoke", git_commit="abc", data_version="d1", extra_tags={"host": "h"})
-    assert ctx.tags(stage="pretrain", seed=2) == {"profile": "smoke", "git_commit": "abc", "data_version": "d1",
-                                                  "host": "h", "stage": "pretrain", "seed": "2"}
+    tags = ctx.tags(stage="pretrain", seed=2)
+    assert {k: v for k, v in tags.items() if not k.startswith("mlflow.")} == {
+        "profile": "smoke", "git_commit": "abc", "data_version": "d1", "host": "h", "stage": "pretrain", "seed": "2"}
+    assert {k: tags[k] for k in ("mlflow.source.name", "mlflow.source.type", "mlflow.source.git.commit",
+                                 "mlflow.source.git.dirty")} == {
+        "mlflow.source.name": "lifelearn", "mlflow.source.type": "LOCAL", "mlflow.source.git.commit": "abc",
+        "mlflow.source.git.dirty": "false"}
+    assert tags["mlflow.user"]
+
+
+def test_run_context_of_a_job_names_its_rule_and_a_dirty_commit(monkeypatch, tmp_path):
+    monkeypatch.setattr(tracking, "git_commit", lambda root: "f00d+dirty")
+    tags = RunContext.for_job("smoke", "d1", tmp_path, rule="pretrain_digits_mlp").tags()
+    assert tags["mlflow.source.name"] == "pretrain_digits_mlp"
+    assert tags["mlflow.source.git.commit"] == "f00d" and tags["mlflow.source.git.dirty"] == "true"
+    assert tags["git_commit"] == "f00d+dirty"
+    assert "mlflow.source.git.commit" not in RunContext("sqlite:////x.db", "smoke").tags()  # commit unknown
 
 
 # --- concurrent first use of a fresh store ------------------------------------------
@@ -239,6 +259,145 @@ def test_experiment_id_is_stable(store):
     assert location == (Path(store.removeprefix("sqlite:///")).parent / "mlartifacts" / "stable").as_uri()
 
 
+def test_experiments_are_model_training_experiments(store):
+    created = _client(store).get_experiment(tracking.experiment_id(store, "kind"))
+    assert created.tags["mlflow.experimentKind"] == "custom_model_development"
+    older = _client(store).create_experiment("made before")  # e.g. by an earlier version of the pipeline
+    assert tracking.experiment_id(store, "made before") == older
+    assert _client(store).get_experiment(older).tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+# --- datasets, models, system metrics ----------------------------------------------------
+
+def test_dataset_is_an_mlflow_input_with_the_md5_as_digest(store, tmp_path):
+    data = tmp_path / "digits"
+    data.mkdir()
+    (data / "x_train.npy").write_bytes(b"x")
+    ref = tracking.DatasetRef.of("digits", data)
+    assert ref.digest == md5_tree(data)
+    with tracked_run(RunContext(store, "unit"), "inputs", "d", {"dataset": "digits"}, {}, dataset=ref) as run:
+        pass
+    got = _client(store).get_run(run.run_id)
+    assert got.data.tags["dataset_md5"] == ref.digest
+    [entry] = got.inputs.dataset_inputs
+    assert (entry.dataset.name, entry.dataset.digest, entry.dataset.source_type) == ("digits", ref.digest, "local")
+    assert json.loads(entry.dataset.source) == {"uri": str(data.resolve())}
+    assert {t.key: t.value for t in entry.tags} == {"mlflow.data.context": "train"}
+
+
+def test_checkpoint_is_a_logged_model_of_the_run(store, tmp_path):
+    checkpoint = tmp_path / "seed0.pt"
+    checkpoint.write_bytes(b"weights")
+    with tracked_run(RunContext(store, "unit"), "models", "m/seed0", {}, {}) as run:
+        uri = run.log_checkpoint(checkpoint, "m-seed0")
+    client = _client(store)
+    got = client.get_run(run.run_id)
+    [output] = got.outputs.model_outputs
+    assert uri == f"models:/{output.model_id}" == got.data.tags["model_uri"]
+    model = client.get_logged_model(output.model_id)
+    assert (model.name, model.source_run_id, str(model.status)) == ("m-seed0", run.run_id, "READY")
+    import mlflow.artifacts
+
+    local = mlflow.artifacts.download_artifacts(f"{model.artifact_location}/seed0.pt", dst_path=str(tmp_path / "dl"))
+    assert Path(local).read_bytes() == b"weights"
+
+
+def test_system_metrics_are_sampled_into_the_run_when_switched_on(store):
+    with tracked_run(RunContext(store, "unit", system_metrics_interval=0.2), "system", "s", {}, {}) as run:
+        time.sleep(1.0)
+    metrics = _client(store).get_run(run.run_id).data.metrics
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(metrics)
+    with tracked_run(RunContext(store, "unit"), "system", "off", {}, {}) as run:
+        time.sleep(0.3)
+    assert not _client(store).get_run(run.run_id).data.metrics
+
+
+# --- parent runs -------------------------------------------------------------------------
+
+def _seeds(ctx, experiment, seeds, fail_after=None):
+    """Seed runs cfg/seed<k> on one dataset with metric acc = k / 10; raises after seed `fail_after`."""
+    from lifelearn.jobs import RunRecord
+
+    records, data = [], tracking.DatasetRef("digits", Path("/data/digits"), "d1g357")
+    for seed in seeds:
+        with tracked_run(ctx, experiment, f"cfg/seed{seed}", {"stage": "unit", "name": "cfg", "seed": seed},
+                         {"lr": 0.1, "seed": seed}, dataset=data) as run:
+            run.log_metrics({"acc": seed / 10})
+        records.append(RunRecord(experiment, "unit", "cfg", "m", seed, "digits", "mlp", run.run_id, "abc",
+                                 {"acc": seed / 10, "per_class": [1, 2], "note": "x"}))
+        if seed == fail_after:
+            raise KeyboardInterrupt
+    return records
+
+
+def _runs_by_level(store, experiment):
+    client = _client(store)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    return {level: [r for r in runs if r.data.tags.get("run_level") == level] for level in ("parent", "seed")}
+
+
+def test_seed_runs_nest_under_one_parent_with_their_aggregate(store, tmp_path):
+    from lifelearn.stats import paired_interval
+
+    state = tmp_path / "parents.json"
+    with tracking.parent_runs(RunContext(store, "unit"), state, "job") as ctx:
+        records = _seeds(ctx, "nested", [1, 2, 3])
+        assert state.exists()
+        tracking.log_seed_aggregates(ctx.tracking_uri, records)
+    assert not state.exists()
+    runs = _runs_by_level(store, "nested")
+    [parent] = runs["parent"]
+    assert parent.info.run_name == "cfg" and parent.info.status == "FINISHED"
+    assert parent.data.params == {"lr": "0.1"} and "seed" not in parent.data.tags and "dataset_md5" not in parent.data.tags
+    assert parent.data.tags["name"] == "cfg" and parent.data.tags["mlflow.source.type"] == "LOCAL"
+    assert [i.dataset.digest for i in parent.inputs.dataset_inputs] == ["d1g357"]  # its seeds' dataset, once
+    assert sorted(r.info.run_name for r in runs["seed"]) == ["cfg/seed1", "cfg/seed2", "cfg/seed3"]
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs["seed"]} == {parent.info.run_id}
+    mean, low, high = paired_interval([0.1, 0.2, 0.3])
+    assert parent.data.metrics == pytest.approx({"acc_mean": mean, "acc_std": 0.1, "acc_ci_low": low,
+                                                 "acc_ci_high": high, "n_seeds": 3})
+
+
+def test_a_killed_jobs_rerun_keeps_its_parent_and_a_finished_jobs_rerun_gets_a_new_one(store, tmp_path):
+    state = tmp_path / "parents.json"
+    with pytest.raises(KeyboardInterrupt):
+        with tracking.parent_runs(RunContext(store, "unit"), state, "job") as ctx:
+            _seeds(ctx, "rerun", [0, 1], fail_after=0)
+    [killed] = _runs_by_level(store, "rerun")["parent"]
+    assert killed.info.status == "FAILED" and state.exists()
+    with tracking.parent_runs(RunContext(store, "unit"), state, "job") as ctx:
+        tracking.log_seed_aggregates(ctx.tracking_uri, _seeds(ctx, "rerun", [1]))
+    runs = _runs_by_level(store, "rerun")
+    [parent] = runs["parent"]
+    assert parent.info.run_id == killed.info.run_id and parent.info.status == "FINISHED"
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs["seed"]} == {parent.info.run_id}
+    with tracking.parent_runs(RunContext(store, "unit"), state, "job") as ctx:  # the job again, from scratch
+        _seeds(ctx, "rerun", [0, 1])
+    parents = _runs_by_level(store, "rerun")["parent"]
+    assert len(parents) == 2 and {p.info.status for p in parents} == {"FINISHED"}
+
+
+def test_aggregates_go_to_the_parent_of_runs_made_by_an_earlier_job(store, tmp_path, capsys):
+    """The continual evaluation adds metrics to the train job's seed runs: their parent gets
+    the aggregate; a run the store does not have is skipped with a warning."""
+    with tracking.parent_runs(RunContext(store, "unit"), tmp_path / "train.json", "job") as ctx:
+        records = _seeds(ctx, "later", [0, 1])
+    for record in records:
+        record.metrics = {"final_acc": 0.5 + record.seed / 10}
+    missing = replace(records[0], run_id="0" * 32)
+    tracking.log_seed_aggregates(store, [*records, missing])
+    [parent] = _runs_by_level(store, "later")["parent"]
+    assert parent.data.metrics["final_acc_mean"] == pytest.approx(0.55) and parent.data.metrics["n_seeds"] == 2
+    assert "no seed aggregate logged" in capsys.readouterr().err
+
+
+def test_aggregate_metrics_names():
+    summary = {"acc": {"n": 2, "mean": 0.5, "std": 0.1, "low": 0.4, "high": 0.6},
+               "one": {"n": 1, "mean": 3.0, "std": None, "low": None, "high": None}}
+    assert tracking.aggregate_metrics(summary) == {"acc_mean": 0.5, "acc_std": 0.1, "acc_ci_low": 0.4,
+                                                   "acc_ci_high": 0.6, "one_mean": 3.0}
+
+
 # --- git commit --------------------------------------------------------------------------
 
 def _git(cwd, *args):
@@ -281,3 +440,12 @@ def test_credentials_leave_the_uri_for_mlflows_auth_variables(monkeypatch):
     assert without_credentials("https://ann:p%40ss@mlflow.lab:5000/base") == "https://mlflow.lab:5000/base"
     assert os.environ["MLFLOW_TRACKING_USERNAME"] == "ann" and os.environ["MLFLOW_TRACKING_PASSWORD"] == "p@ss"
     assert without_credentials("sqlite:////tmp/x/mlflow.db") == "sqlite:////tmp/x/mlflow.db"
+
+
+def test_system_metrics_setting():
+    from lifelearn.studies import system_metrics_interval
+
+    assert system_metrics_interval({}) is None
+    assert system_metrics_interval({"tracking": {"system_metrics": True}}) == 10
+    assert system_metrics_interval({"tracking": {"system_metrics": True, "system_metrics_interval": 2}}) == 2
+    assert system_metrics_interval({"tracking": {"system_metrics": False, "system_metrics_interval": 2}}) is None

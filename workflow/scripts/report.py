@@ -11,7 +11,7 @@ with output_to(snakemake.log[0]):
     readme = write_report(config, snakemake.input.metrics, snakemake.input.history,
                           snakemake.input.data_version, out_dir, snakemake.output.captions)
     data_version = read_json(snakemake.input.data_version).get("committed_md5") or "none"
-    ctx = RunContext.for_job(config["profile"], data_version)
+    ctx = RunContext.for_job(config["profile"], data_version, rule=snakemake.rule)
     with tracked_run(ctx, "report", f"report/{config['profile']}", {"stage": "report"},
                      {"claims": len(config["claims"])}) as run:
         run.log_artifact(readme)

@@ -7,13 +7,17 @@ every study the same way:
 - `jobs(config, layout) -> list[JobSpec]`: the study's Snakemake jobs, planned from the
   resolved config (light imports: the Snakefile calls it while parsing).
 - `run(job, paths) -> list[RunRecord]`: the one entry point of every job of the study
-  (`job.step` says which kind), called by workflow/scripts/run_study.py.
+  (`job.step` says which kind), called by workflow/scripts/run_study.py through `run_job`,
+  which nests the job's MLflow runs under a parent per configuration with the seeds'
+  aggregates (a study does nothing for that but return its records).
 
 Method code lives in distill/, continual/ and train/; a study composes it.
 """
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
+from pathlib import Path
 from types import ModuleType
 
 
@@ -35,15 +39,46 @@ def check_names(names, registry, key: str) -> None:
         raise ValueError(f"{key}: unknown {unknown}; allowed: {', '.join(sorted(registry))}")
 
 
+def parents_state(job, paths) -> Path:
+    """Where a running job keeps the ids of its MLflow parent runs (tracking.ParentRuns):
+    beside its outputs, two levels above the first (outside any seed's own directory, e.g.
+    a synthetic set's, read whole), keyed by the job's plan, outputs and tracking store."""
+    from lifelearn.io import config_hash
+
+    first = next(iter(paths.outputs.values()))[0]
+    key = config_hash(str(first), job.study, job.step, job.name, job.spec, job.seeds, job.ctx.tracking_uri)
+    return first.parent.parent / f".mlflow-parents-{key}.json"
+
+
+def run_job(job, paths) -> list:
+    """`run(job, paths)` of the job's study with its seed runs nested under one MLflow parent
+    run per configuration, each parent getting the mean, std and 95% interval over seeds of
+    its records' metrics (as does the parent of the seed runs a step adds metrics to, such
+    as the continual evaluation's)."""
+    from lifelearn.tracking import log_seed_aggregates, parent_runs
+
+    with parent_runs(job.ctx, parents_state(job, paths), job.name) as ctx:
+        records = study(job.study).run(replace(job, ctx=ctx), paths)
+        log_seed_aggregates(ctx.tracking_uri, records)
+    return records
+
+
+def system_metrics_interval(config: dict) -> float | None:
+    """Seconds between system-metrics samples of training runs (config key `tracking`); None: off."""
+    tracking = config.get("tracking", {})
+    return float(tracking.get("system_metrics_interval", 10)) if tracking.get("system_metrics", False) else None
+
+
 def run_snakemake_job(smk) -> list:
     """The body of workflow/scripts/run_study.py: the job's output into its log file, its
-    MLflow context, then its study's `run(job, paths)`."""
+    MLflow context (with the cosmetic settings: not in any job's params), then run_job."""
     from lifelearn.io import output_to
     from lifelearn.jobs import Job, Paths
     from lifelearn.tracking import RunContext
 
     with output_to(smk.log[0] if smk.log else None):
         params = smk.params.job
-        ctx = RunContext.for_job(smk.config["profile"], params["data_version"])
+        ctx = RunContext.for_job(smk.config["profile"], params["data_version"], rule=smk.rule,
+                                 system_metrics_interval=system_metrics_interval(smk.config))
         job = Job.from_params(params, ctx, smk.threads, smk.config.get("progress_bar", False))
-        return study(job.study).run(job, Paths.from_snakemake(smk))
+        return run_job(job, Paths.from_snakemake(smk))

@@ -139,9 +139,9 @@ def train_seed(job, ds, data_dir: Path, seed: int, out: dict, init_dir: Path | N
     from lifelearn.continual.starts import init_model, random_init_model
     from lifelearn.continual.strategies import build_plugins
     from lifelearn.continual.template import ContinualLearner
-    from lifelearn.io import md5_tree, write_json
+    from lifelearn.io import write_json
     from lifelearn.jobs import RunRecord
-    from lifelearn.tracking import tracked_run
+    from lifelearn.tracking import DatasetRef, tracked_run
 
     cfg, name = job.spec, job.name
     torch.manual_seed(seed)
@@ -154,9 +154,10 @@ def train_seed(job, ds, data_dir: Path, seed: int, out: dict, init_dir: Path | N
     evaluator = ContinualEvaluator(scenario, ev.get("every", 1), ev.get("subset", 1000), seed)
     learner = ContinualLearner(model, scenario, plugins, cfg["train"], seed, evaluator)
     method = "+".join(list(cfg["strategies"]) + (["refresh"] if cfg.get("refresh") else []))
-    tags = {"stage": STAGE, "method": method, "name": name, "dataset": ds.name, "model": arch,
-            "seed": seed, "dataset_md5": md5_tree(data_dir), "scenario": cfg["scenario"], "init": cfg.get("init", "scratch")}
-    with tracked_run(job.ctx, STUDY, f"{name}/seed{seed}", tags, {**cfg, "seed": seed}) as run:
+    tags = {"stage": STAGE, "method": method, "name": name, "dataset": ds.name, "model": arch, "seed": seed,
+            "scenario": cfg["scenario"], "init": cfg.get("init", "scratch")}
+    with tracked_run(job.ctx, STUDY, f"{name}/seed{seed}", tags, {**cfg, "seed": seed},
+                     dataset=DatasetRef.of(ds.name, data_dir)) as run:
         scratch = cfg.get("init", "scratch") == "scratch"
         evaluator.before_training(learner, None if scratch else random_init_model(model, seed))
         start = time.perf_counter()
@@ -205,24 +206,6 @@ def evaluate_seed(run_dir: Path, expert_dir: Path | None = None, windows=(10, 10
     return record
 
 
-def aggregate(records: list) -> dict[str, dict]:
-    """Per metric over seeds: n, mean, std (ddof=1; None for one seed), 95% t interval."""
-    import pandas as pd
-
-    from lifelearn.stats import paired_interval
-
-    frame = pd.DataFrame([r.metrics for r in records])
-    out = {}
-    for metric in sorted(frame.columns):
-        values = pd.to_numeric(frame[metric], errors="coerce").dropna()
-        if values.empty:
-            continue
-        mean, low, high = paired_interval(values.to_numpy())
-        out[metric] = {"n": int(values.size), "mean": mean, "std": float(values.std(ddof=1)) if values.size > 1 else None,
-                       "low": low, "high": high}
-    return out
-
-
 def log_to_run(tracking_uri: str, record, evaluation_path: Path) -> None:
     """Add the metrics (step 0) and evaluation.json to the seed's MLflow run; a run the
     store does not have (a deleted store) is reported and skipped, not fatal."""
@@ -245,6 +228,7 @@ def evaluate_run(run_dirs: list[Path], expert_dirs: list[Path] | None, summary_p
                  tracking_uri: str | None = None, windows=(10, 100)) -> list:
     """Every seed of one continual run (`expert_dirs` paired with `run_dirs`, or None)."""
     from lifelearn.io import write_json
+    from lifelearn.stats import seed_summary
 
     experts = expert_dirs or [None] * len(run_dirs)
     records = []
@@ -256,7 +240,8 @@ def evaluate_run(run_dirs: list[Path], expert_dirs: list[Path] | None, summary_p
         records.append(record)
     first = records[0]
     write_json(summary_path, {"study": first.study, "name": first.name, "method": first.method,
-                              "seeds": [r.seed for r in records], "metrics": aggregate(records)})
+                              "seeds": [r.seed for r in records],
+                              "metrics": seed_summary([r.metrics for r in records])})
     return records
 
 

@@ -101,14 +101,16 @@ def _by_ipc_seed(spec_ipcs, seeds, files) -> dict:
 
 # ----------------------------------------------------------------------------- experts
 def run_experts(job, paths) -> list:
-    """Train the experts of expert set `job.name`; expert i uses seed i."""
+    """Train the experts of expert set `job.name`; expert i uses seed i. Returns their
+    records (not written: summary.json has them)."""
     import torch
 
     from lifelearn.data import load_dataset
     from lifelearn.distill import dataset_distillation as dd
-    from lifelearn.io import atomic_path, md5_tree, write_json
+    from lifelearn.io import atomic_path, write_json
+    from lifelearn.jobs import RunRecord
     from lifelearn.models import build_model
-    from lifelearn.tracking import tracked_run
+    from lifelearn.tracking import DatasetRef, tracked_run
 
     spec, data_dir = job.spec, paths.input("data")[0].parent
     train, options, model_spec = spec["experts"]["train"], spec["options"], spec["model"]
@@ -116,12 +118,14 @@ def run_experts(job, paths) -> list:
     x, y = torch.as_tensor(ds.x_train), torch.as_tensor(ds.y_train)
     xv, yv = torch.as_tensor(ds.x_val), torch.as_tensor(ds.y_val)
     xt, yt = torch.as_tensor(ds.x_test), torch.as_tensor(ds.y_test)
-    rows = []
+    rows, records = [], []
     params = {"model": model_spec, "train": train, **options}
+    data = DatasetRef.of(ds.name, data_dir)
     for i, path in zip(job.seeds, paths.output("experts")):
         tags = {"stage": "dd_experts", "method": job.name, "name": f"experts_{job.name}", "dataset": ds.name,
-                "model": model_spec["arch"], "seed": i, "dataset_md5": md5_tree(data_dir)}
-        with tracked_run(job.ctx, STUDY, f"experts/{job.name}/expert{i}", tags, {**params, "seed": i}) as run:
+                "model": model_spec["arch"], "seed": i}
+        with tracked_run(job.ctx, STUDY, f"experts/{job.name}/seed{i}", tags, {**params, "seed": i},
+                         dataset=data) as run:
             torch.manual_seed(i)
             model = build_model(model_spec, ds.input_shape, ds.num_classes, ds.mean, ds.std)
             start = time.perf_counter()
@@ -139,10 +143,13 @@ def run_experts(job, paths) -> list:
             run.log_series([("val_acc", a, e) for e, a in enumerate(result["val_acc"])]
                            + [(k, v, e + 1) for e, (l, s) in enumerate(zip(result["train_loss"], steps))
                               for k, v in (("train_loss", l), ("epoch_step", s))])
-            run.log_metrics({k: v for k, v in row.items() if k != "expert"})
+            metrics = {k: v for k, v in row.items() if k != "expert"}
+            run.log_metrics(metrics)
             rows.append(row)
+            records.append(RunRecord(STUDY, "dd_experts", tags["name"], job.name, i, ds.name, model_spec["arch"],
+                                     run.run_id, job.ctx.git_commit, metrics))
     write_json(paths.output("summary")[0], {"set": job.name, "options": options, "experts": rows})
-    return []
+    return records
 
 
 # ------------------------------------------------------------------------ distillation
@@ -178,15 +185,17 @@ def write_synthetic(target: str | os.PathLike, real_dir: str | os.PathLike, x, y
 
 def run_distill(job, paths) -> list:
     """Distil (or, for a `random` entry, sample) one synthetic set per IPC and seed; the
-    matching loss per iteration goes to loss.csv (no rows for `random`)."""
+    matching loss per iteration goes to loss.csv (no rows for `random`). Returns the
+    records of the MLflow runs (not written: the synthetic sets are the outputs)."""
     import numpy as np
     import pandas as pd
     import torch
 
     from lifelearn.data import load_dataset
     from lifelearn.distill import dataset_distillation as dd
-    from lifelearn.io import atomic_path, clear_work_dir, md5_file, md5_tree, work_dir
-    from lifelearn.tracking import tracked_run
+    from lifelearn.io import atomic_path, clear_work_dir, md5_file, work_dir
+    from lifelearn.jobs import RunRecord
+    from lifelearn.tracking import DatasetRef, tracked_run
 
     spec, data_dir, method = job.spec, paths.input("data")[0].parent, job.name
     entry = spec["method_cfg"]
@@ -202,18 +211,20 @@ def run_distill(job, paths) -> list:
     expert_md5s = [md5_file(p) for p in paths.input("experts")]
     synthetic = _by_ipc_seed([c["ipc"] for c in spec["ipc"]], job.seeds, [p.parent for p in paths.output("synthetic")])
     losses = _by_ipc_seed([c["ipc"] for c in spec["ipc"]], job.seeds, paths.output("loss"))
+    data, records = DatasetRef.of(ds.name, data_dir), []
     for ipc_cfg in spec["ipc"]:
         ipc = ipc_cfg["ipc"]
         for seed in job.seeds:
             name = f"{method}_ipc{ipc}"
             tags = {"stage": "dd_distill", "method": method, "name": name, "dataset": ds.name,
-                    "model": spec["model"]["arch"], "seed": seed, "dataset_md5": md5_tree(data_dir)}
+                    "model": spec["model"]["arch"], "seed": seed}
             params = {"ipc": ipc_cfg, "method": entry, "distill": spec.get("distill", {}), "seed": seed}
             # keyed by everything the result depends on: a changed config, expert or data never resumes
-            work = work_dir(synthetic[(ipc, seed)], params, expert_md5s, tags["dataset_md5"])
+            work = work_dir(synthetic[(ipc, seed)], params, expert_md5s, data.digest)
             run_file = work / "mlflow_run_id"
             resume_id = run_file.read_text().strip() if run_file.exists() else None
-            with tracked_run(job.ctx, STUDY, f"{name}/seed{seed}/distill", tags, params, resume_run_id=resume_id) as run:
+            with tracked_run(job.ctx, STUDY, f"{name}/seed{seed}/distill", tags, params, resume_run_id=resume_id,
+                             dataset=data) as run:
                 work.mkdir(parents=True, exist_ok=True)
                 run_file.write_text(run.run_id)
                 torch.manual_seed(seed)
@@ -242,13 +253,16 @@ def run_distill(job, paths) -> list:
                     pd.DataFrame(history, columns=["iteration", "loss", "lr", "expert", "start_epoch"]).to_csv(
                         tmp, index=False, float_format="%.6g")
                 run.log_series((k, h[k], h["iteration"]) for h in history for k in ("loss", "lr"))
-                run.log_metrics({"syn_lr": lr, "distill_seconds": seconds,
-                                 **({"final_loss": float(np.mean([h["loss"] for h in history[-10:]]))} if history else {})})
+                metrics = {"syn_lr": lr, "distill_seconds": seconds,
+                           **({"final_loss": float(np.mean([h["loss"] for h in history[-10:]]))} if history else {})}
+                run.log_metrics(metrics)
                 for f in ("x_train.npy", "y_train.npy", "meta.json"):
                     run.log_artifact(target / f, "synthetic")
                 run.log_artifact(losses[(ipc, seed)])
+                records.append(RunRecord(STUDY, "dd_distill", name, method, seed, ds.name, spec["model"]["arch"],
+                                         run.run_id, job.ctx.git_commit, metrics))
             clear_work_dir(work)
-    return []
+    return records
 
 
 # -------------------------------------------------------------------------- evaluation
@@ -275,9 +289,9 @@ def run_evaluate(job, paths) -> list:
     metrics.json (test_acc = mean over the K networks, last epoch) and history.csv."""
     import numpy as np
 
-    from lifelearn.io import md5_tree, read_json
+    from lifelearn.io import read_json
     from lifelearn.jobs import RunRecord
-    from lifelearn.tracking import tracked_run
+    from lifelearn.tracking import DatasetRef, tracked_run
     from lifelearn.train.runner import write_history
 
     spec, method = job.spec, job.name
@@ -291,10 +305,11 @@ def run_evaluate(job, paths) -> list:
             syn = synthetic[(ipc, seed)]
             metrics_path, history_path = outputs[(ipc, seed)]
             ds_name = read_json(syn / "meta.json")["name"]
-            tags = {"stage": STUDY, "method": method, "name": name, "dataset": ds_name,
-                    "model": model_spec["arch"], "seed": seed, "dataset_md5": md5_tree(syn)}
+            tags = {"stage": STUDY, "method": method, "name": name, "dataset": ds_name, "model": model_spec["arch"],
+                    "seed": seed}
             with tracked_run(job.ctx, STUDY, f"{name}/seed{seed}", tags,
-                             {"evaluation": ev, "model": model_spec, "ipc": ipc, "seed": seed}) as run:
+                             {"evaluation": ev, "model": model_spec, "ipc": ipc, "seed": seed},
+                             dataset=DatasetRef.of(f"{ds_name}-{name}-seed{seed}", syn)) as run:
                 start = time.perf_counter()
                 nets, history = [], []
                 for k in range(ev["networks"]):

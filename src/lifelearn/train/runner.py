@@ -21,11 +21,11 @@ import torch
 
 from lifelearn.data import load_dataset
 from lifelearn.evaluate.classification import evaluate_classifier
-from lifelearn.io import atomic_path, clear_work_dir, md5_tree, work_dir
+from lifelearn.io import atomic_path, clear_work_dir, work_dir
 from lifelearn.jobs import Job, Paths, RunRecord
 from lifelearn.models import build_model
 from lifelearn.models.checkpoint import save_model
-from lifelearn.tracking import tracked_run
+from lifelearn.tracking import DatasetRef, tracked_run
 from lifelearn.train.data import InMemoryDataModule
 from lifelearn.train.fit import fit
 
@@ -90,7 +90,8 @@ def train_and_test(ds, model_spec: dict, train_cfg: dict, build_module: Callable
 def run_seed(label: RunLabel, seed: int, data_dir: Path, model_spec: dict, train_cfg: dict,
              build_module: Callable, out: SeedOutputs, job: Job, evaluate: Callable | None = None) -> RunRecord:
     """Train one seed (train_and_test, resuming from its work directory, logging to its
-    MLflow run); write checkpoint, history.csv and metrics.json; return the record.
+    MLflow run); write checkpoint, history.csv and metrics.json; return the record. The
+    run records the dataset and the checkpoint (an MLflow logged model, TrackedRun.log_checkpoint).
     `job` gives the MLflow context, the Lightning settings and the thread count.
 
     `build_module(model, dataset)` wraps the freshly built model in the stage's
@@ -104,9 +105,9 @@ def run_seed(label: RunLabel, seed: int, data_dir: Path, model_spec: dict, train
     run_file = workdir / "mlflow_run_id"
     resume_id = run_file.read_text().strip() if run_file.exists() else None
     tags = {"stage": label.stage, "method": label.method, "name": label.name, "dataset": ds.name,
-            "model": model_spec["arch"], "seed": seed, "dataset_md5": md5_tree(data_dir)}
+            "model": model_spec["arch"], "seed": seed}
     with tracked_run(ctx, label.study, f"{label.name}/seed{seed}", tags, {**label.params, "seed": seed},
-                     resume_run_id=resume_id) as run:
+                     resume_run_id=resume_id, dataset=DatasetRef.of(ds.name, data_dir)) as run:
         workdir.mkdir(parents=True, exist_ok=True)
         run_file.write_text(run.run_id)
         metrics, module = train_and_test(ds, model_spec, train_cfg, build_module, seed, trainer_cfg, workdir,
@@ -114,6 +115,7 @@ def run_seed(label: RunLabel, seed: int, data_dir: Path, model_spec: dict, train
         record = RunRecord(label.study, label.stage, label.name, label.method, seed, ds.name, model_spec["arch"],
                            run.run_id, ctx.git_commit, metrics)
         save_model(out.checkpoint, module.model, model_spec, ds.input_shape, ds.num_classes)
+        run.log_checkpoint(out.checkpoint, f"{label.name}-seed{seed}")
         write_history(out.history, module.history)
         record.write(out.metrics)
         last = module.history[-1]
