@@ -14,6 +14,7 @@ RESULTS = LAYOUT.results
 REPORT_DIR = config["report"]["dir"]
 REPORT_README = f"{REPORT_DIR}/README.md"
 LOGS = f"logs/{PROFILE}"
+BENCHMARKS = f"{LOGS}/benchmarks"  # Snakemake's per-job wall time, CPU time, max RSS (benchmarks/pipeline_cost.py)
 
 EMBEDDED_DATASETS = sorted(name for name, spec in DATASETS.items() if spec.source is None)
 DATASET_FILES = [f"{kind}_{split}.npy" for split in ("train", "val", "test") for kind in ("x", "y")] + ["meta.json"]
@@ -60,6 +61,8 @@ def study_rule(job):
             **(TRAINING_RESOURCES if job.training else {}),
         log:
             f"{LOGS}/{job.rule}.log",
+        benchmark:
+            f"{BENCHMARKS}/{job.rule}.tsv"
         script:
             "../scripts/run_study.py"
 

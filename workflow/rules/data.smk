@@ -11,6 +11,8 @@ rule prepare_data:
         dataset="[a-z0-9_]+",
     log:
         f"{LOGS}/prepare_data/{{dataset}}.log",
+    benchmark:
+        f"{BENCHMARKS}/prepare_data/{{dataset}}.tsv"
     script:
         "../scripts/prepare_data.py"
 
@@ -26,5 +28,7 @@ rule data_version:
         code=code("data/version.py"),
     log:
         f"{LOGS}/data_version.log",
+    benchmark:
+        f"{BENCHMARKS}/data_version.tsv"
     script:
         "../scripts/data_version.py"

@@ -28,5 +28,7 @@ rule report:
         config=config,
     log:
         f"{LOGS}/report.log",
+    benchmark:
+        f"{BENCHMARKS}/report.tsv"
     script:
         "../scripts/report.py"
