@@ -4,6 +4,7 @@
 # resources, log and glue script; only the plan differs between studies.
 from pathlib import Path
 
+from lifelearn.data.arrays import DATASET_FILES
 from lifelearn.data.registry import DATASETS
 from lifelearn.jobs import Layout
 from lifelearn.studies import study
@@ -17,7 +18,6 @@ LOGS = f"logs/{PROFILE}"
 BENCHMARKS = f"{LOGS}/benchmarks"  # Snakemake's per-job wall time, CPU time, max RSS (benchmarks/pipeline_cost.py)
 
 EMBEDDED_DATASETS = sorted(name for name, spec in DATASETS.items() if spec.source is None)
-DATASET_FILES = [f"{kind}_{split}.npy" for split in ("train", "val", "test") for kind in ("x", "y")] + ["meta.json"]
 DATA_VERSION = committed_data_version("data.dvc")
 
 

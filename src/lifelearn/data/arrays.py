@@ -20,6 +20,8 @@ import numpy as np
 from lifelearn.io import load_npy, read_json, save_npy, write_json
 
 SPLITS = ("train", "val", "test")
+# The files of one dataset directory, in a fixed order (rules list them as inputs and outputs).
+DATASET_FILES = tuple(f"{k}_{s}.npy" for s in SPLITS for k in ("x", "y")) + ("meta.json",)
 META = "meta.json"
 
 

@@ -30,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+from lifelearn.data.arrays import DATASET_FILES
 from lifelearn.jobs import COMMON_CODE, JobSpec, Layout
 
 STUDY = STAGE = "continual"
@@ -49,7 +50,6 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
 
     runs = resolved_runs(config)
     synthetic_root = f"{layout.checkpoints}/dataset_distillation/synthetic"
-    dataset_files = ("x_train.npy", "y_train.npy", "x_val.npy", "y_val.npy", "x_test.npy", "y_test.npy", "meta.json")
     out = []
     for name, run in runs.items():
         check_names(run["strategies"], METHODS, f"continual.runs.{name}.strategies")
@@ -59,7 +59,7 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
         init_dir = init_checkpoint_dir(run, layout.checkpoints)
         inputs = {"init": [f"{init_dir}/seed{s}.pt" for s in seeds] if init_dir else [],
                   "synthetic": [f"{synthetic_root}/{n}/seed{s}/{f}" for n in synthetic_sets(run) for s in seeds
-                                for f in dataset_files]}
+                                for f in DATASET_FILES]}
         out.append(JobSpec(STUDY, "train", name, f"continual_{name}", spec=run, seeds=seeds, outputs=files,
                            code=TRAIN_CODE, datasets=(run["dataset"],), inputs=inputs,
                            report={"history": files["history"], "extra": files["stream"] + files["matrix"]}))

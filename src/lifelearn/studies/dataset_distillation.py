@@ -20,11 +20,11 @@ from pathlib import Path
 
 from dataclasses import dataclass
 
+from lifelearn.data.arrays import DATASET_FILES
 from lifelearn.jobs import COMMON_CODE, LONG_CHAIN_PRIORITY, MODEL_EVALUATION, JobSpec, Layout
 
 STUDY = "dataset_distillation"
 CODE = ("studies/dataset_distillation.py", "distill/dataset_distillation.py", "models", "data", *COMMON_CODE)
-DATASET_FILES = tuple(f"{k}_{s}.npy" for s in ("train", "val", "test") for k in ("x", "y")) + ("meta.json",)
 
 
 @dataclass(frozen=True)
@@ -32,10 +32,9 @@ class Method:
     """`distills`: matches expert trajectories (reads an expert set) or only samples real images."""
 
     distills: bool
-    label: str
 
 
-METHODS = {"random": Method(False, "random real subset"), "mtt": Method(True, "trajectory matching")}
+METHODS = {"random": Method(False), "mtt": Method(True)}  # a random real subset; trajectory matching
 
 
 def synthetic_dir(layout: Layout, name: str, ipc: int, seed: int) -> str:

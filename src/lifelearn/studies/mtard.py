@@ -24,7 +24,6 @@ CODE = ("studies/mtard.py", "studies/teachers.py", "distill/kd.py", "distill/ard
 class Method:
     build: Callable
     teachers: tuple[str, ...] = ()
-    label: str = ""
 
 
 def _natural(model, spec, teachers):
@@ -52,12 +51,8 @@ def _mtard(model, spec, teachers):
     return MTARDModule(model, teachers["clean"], teachers["robust"], spec["train"], spec["attack"], spec["method"])
 
 
-METHODS = {
-    "natural": Method(_natural, (), "natural"),
-    "pgd_at": Method(_pgd_at, (), "PGD-AT"),
-    "ard": Method(_ard, ("robust",), "ARD"),
-    "mtard": Method(_mtard, ("clean", "robust"), "MTARD"),
-}
+METHODS = {"natural": Method(_natural), "pgd_at": Method(_pgd_at), "ard": Method(_ard, ("robust",)),
+           "mtard": Method(_mtard, ("clean", "robust"))}
 
 
 def method_spec(section: dict, name: str) -> dict:
