@@ -44,7 +44,7 @@ def test_report_has_the_mtard_section_and_claims(pipeline):
 
 def test_balances_are_mlflow_series(pipeline):
     client = mlflow_client(pipeline)
-    runs = experiment_runs(pipeline, "mtard")
+    runs = [r for r in experiment_runs(pipeline, "mtard") if not r.info.run_name.startswith("tuning/")]
     assert sorted(r.info.run_name for r in runs) == sorted(f"{n}/seed{s}" for n in METHODS for s in SEEDS)
     run = next(r for r in runs if r.info.run_name == "mtard/seed1")
     assert run.data.tags["method"] == "mtard" and run.data.params["method.nlb.step"] == "0.025"
@@ -57,27 +57,32 @@ def _mtard_jobs(jobs):
     return {rule for rule in jobs if rule.startswith("mtard_")}
 
 
-def test_mtard_hyperparameter_reruns_only_the_mtard_student_and_the_report(pipeline):
+def _with_sweep(*methods):
+    """The jobs of tuned smoke methods: two candidates, the selection, the final job."""
+    return {f"mtard_{m}{suffix}" for m in methods for suffix in ("", "_tune0", "_tune1", "_select")}
+
+
+def test_mtard_hyperparameter_reruns_only_the_mtard_student_its_sweep_and_the_report(pipeline):
     jobs = planned_jobs(pipeline, {"mtard": {"methods": {"mtard": {"nlb": {"enabled": False}}}}})
-    assert _mtard_jobs(jobs) == {"mtard_mtard"} and jobs["report"] == 1
+    assert _mtard_jobs(jobs) == _with_sweep("mtard") and jobs["report"] == 1
     assert not any(rule.startswith("pretrain_") for rule in jobs) and "prepare_data" not in jobs
 
 
 def test_ard_hyperparameter_reruns_only_ard(pipeline):
-    jobs = planned_jobs(pipeline, {"mtard": {"methods": {"ard": {"alpha": 0.9}}}})
-    assert _mtard_jobs(jobs) == {"mtard_ard"} and not any(rule.startswith("pretrain_") for rule in jobs)
+    jobs = planned_jobs(pipeline, {"mtard": {"methods": {"ard": {"tau": 10.0}}}})  # smoke tunes alpha only
+    assert _mtard_jobs(jobs) == _with_sweep("ard") and not any(rule.startswith("pretrain_") for rule in jobs)
 
 
 def test_robust_teacher_change_reruns_it_and_its_students(pipeline):
     robust = {"mnist1d_convnet_pgd": {"model": {"channels": [8, 12]}}}
     jobs = planned_jobs(pipeline, {"profiles": {"smoke": {"teachers": robust}}})
     assert {rule for rule in jobs if rule.startswith("pretrain_")} == {"pretrain_mnist1d_convnet_pgd"}
-    assert _mtard_jobs(jobs) == {"mtard_ard", "mtard_mtard"}
+    assert _mtard_jobs(jobs) == _with_sweep("ard", "mtard")
 
 
 def test_shared_training_setting_reruns_every_student(pipeline):
     jobs = planned_jobs(pipeline, {"profiles": {"smoke": {"mtard": {"attack": {"steps": 2}}}}})
-    assert _mtard_jobs(jobs) == {f"mtard_{m}" for m in METHODS}
+    assert _mtard_jobs(jobs) == {f"mtard_{m}" for m in METHODS} | _with_sweep("ard", "mtard")
     assert not any(rule.startswith("pretrain_") for rule in jobs)
 
 

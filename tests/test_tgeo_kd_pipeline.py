@@ -48,7 +48,7 @@ def test_report_has_the_section_figures_and_claims(pipeline):
 
 def test_mlflow_runs_carry_the_alpha_distribution(pipeline):
     client = mlflow_client(pipeline)
-    runs = experiment_runs(pipeline, "tgeo_kd")
+    runs = [r for r in experiment_runs(pipeline, "tgeo_kd") if not r.info.run_name.startswith("tuning/")]
     assert sorted(r.info.run_name for r in runs) == sorted(f"{m}/seed{s}" for m in METHODS for s in SEEDS)
     tgeo = next(r for r in runs if r.info.run_name == "tgeo/seed1")
     assert tgeo.data.params["method_cfg.fusion_hidden"] == "16" and tgeo.data.tags["stage"] == "tgeo_kd"
@@ -56,17 +56,53 @@ def test_mlflow_runs_carry_the_alpha_distribution(pipeline):
         assert len(client.get_metric_history(tgeo.info.run_id, metric)) == 2  # one point per epoch
 
 
-def test_tgeo_hyperparameter_reruns_only_tgeo_and_the_report(pipeline):
+def test_a_tuned_method_runs_with_the_value_its_sweep_chose_on_val(pipeline):
+    """kd (smoke: alpha in 0.5, 0.9 on seed 0): selection.json, the final runs' params, the
+    MLflow sweep run with the candidates' configuration runs nested under it."""
+    results = pipeline / "results" / "smoke" / "tgeo_kd"
+    selection = json.loads((results / "tuning" / "kd" / "selection.json").read_text())
+    assert selection["points"] == [{"alpha": 0.5}, {"alpha": 0.9}] and selection["split"] == "val"
+    for i, scores in enumerate(selection["scores"]):
+        cand = json.loads((results / "tuning" / "kd" / f"c{i}" / "seed0" / "metrics.json").read_text())["metrics"]
+        assert scores == [cand["val_acc"]] and not any(k.startswith("test_") for k in cand)
+    client = mlflow_client(pipeline)
+    final = client.get_run(json.loads((results / "kd" / "seed1" / "metrics.json").read_text())["run_id"])
+    assert final.data.params["method_cfg.alpha"] == str(selection["chosen"]["alpha"])
+    sweep = client.get_run(selection["sweep_run_id"])
+    assert sweep.info.run_name == "tuning/kd" and sweep.data.tags["run_level"] == "sweep"
+    assert sweep.data.metrics["val_acc_chosen"] == max(selection["scores_mean"])
+    nested = [r for r in experiment_runs(pipeline, "tgeo_kd", level="parent")
+              if r.data.tags.get("mlflow.parentRunId") == sweep.info.run_id]
+    assert sorted(r.info.run_name for r in nested) == ["tuning/kd/c0", "tuning/kd/c1"]
+    readme = (pipeline / "results" / "smoke" / "report" / "README.md").read_text()
+    assert "## Hyper-parameter selection" in readme and "**tgeo_kd / `kd`**" in readme
+
+
+def test_tgeo_hyperparameter_reruns_only_tgeo_its_sweep_and_the_report(pipeline):
     override = {"profiles": {"smoke": {"tgeo_kd": {"methods": {"tgeo": {"fusion_hidden": 8}}}}}}
-    assert planned_jobs(pipeline, override) == {"tgeo_kd_tgeo": 1, "report": 1, "all": 1}
+    assert planned_jobs(pipeline, override) == {"tgeo_kd_tgeo_tune0": 1, "tgeo_kd_tgeo_tune1": 1,
+                                                "tgeo_kd_tgeo_select": 1, "tgeo_kd_tgeo": 1, "report": 1, "all": 1}
 
 
-def test_kd_hyperparameter_reruns_only_kd_and_the_report(pipeline):
-    override = {"tgeo_kd": {"methods": {"kd": {"alpha": 0.8}}}}
-    assert planned_jobs(pipeline, override) == {"tgeo_kd_kd": 1, "report": 1, "all": 1}
+def test_one_grid_value_reruns_only_its_candidate_the_selection_and_the_final_runs(pipeline):
+    override = {"profiles": {"smoke": {"tgeo_kd": {"methods": {"kd": {"tune": {"grid": {"alpha": [0.5, 0.7]}}}}}}}}
+    assert planned_jobs(pipeline, override) == {"tgeo_kd_kd_tune1": 1, "tgeo_kd_kd_select": 1, "tgeo_kd_kd": 1,
+                                                "report": 1, "all": 1}
+
+
+def test_the_configured_value_of_a_tuned_key_reruns_nothing(pipeline):
+    """kd's alpha is in its grid: the selection replaces the configured value everywhere."""
+    assert planned_jobs(pipeline, {"tgeo_kd": {"methods": {"kd": {"alpha": 0.8}}}}) == {}
+
+
+def test_kd_hyperparameter_outside_the_grid_reruns_only_kd_and_the_report(pipeline):
+    override = {"tgeo_kd": {"methods": {"kd": {"tau": 3.0}}}}  # the smoke grid tunes alpha only
+    assert planned_jobs(pipeline, override) == {"tgeo_kd_kd_tune0": 1, "tgeo_kd_kd_tune1": 1,
+                                                "tgeo_kd_kd_select": 1, "tgeo_kd_kd": 1, "report": 1, "all": 1}
 
 
 def test_shared_student_setting_reruns_every_method(pipeline):
     jobs = planned_jobs(pipeline, {"profiles": {"smoke": {"tgeo_kd": {"student": {"hidden": [12]}}}}})
-    assert {r for r in jobs if r.startswith("tgeo_kd_")} == {f"tgeo_kd_{m}" for m in METHODS}
+    assert {r for r in jobs if r.startswith("tgeo_kd_") and "_tune" not in r and "_select" not in r} == \
+        {f"tgeo_kd_{m}" for m in METHODS}
     assert not any(r.startswith("pretrain_") for r in jobs)

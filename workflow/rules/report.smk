@@ -23,7 +23,7 @@ rule report:
         history=REPORT_INPUTS["history"],
         extra=REPORT_INPUTS["extra"],
         data_version=rules.data_version.output[0],
-        code=code("report", "stats.py", "evaluate/continual_metrics.py", "config.py", "jobs.py", "studies"),  # claims, ledger
+        code=code("report", "stats.py", "evaluate/continual_metrics.py", "config.py", "jobs.py", "studies", "tuning.py"),  # claims, ledger
     params:
         config=config,
     log:

@@ -39,14 +39,18 @@ class Dataset:
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
+    x_test: np.ndarray | None  # None: not loaded (load_dataset's `splits`)
+    y_test: np.ndarray | None
 
     def split(self, which: str) -> tuple[np.ndarray, np.ndarray]:
         """(x, y) of split `which` in train, val, test."""
         if which not in SPLITS:
             raise ValueError(f"unknown split {which!r}; allowed: {', '.join(SPLITS)}")
-        return getattr(self, f"x_{which}"), getattr(self, f"y_{which}")
+        x = getattr(self, f"x_{which}")
+        if x is None:
+            raise ValueError(f"split {which!r} of dataset {self.name!r} was not loaded (a tuning job never "
+                             "reads the test split)")
+        return x, getattr(self, f"y_{which}")
 
 
 def channel_stats(x: np.ndarray) -> tuple[list[float], list[float]]:
@@ -106,13 +110,19 @@ def _install(tmp: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load_dataset(path_or_dir: str | os.PathLike) -> Dataset:
-    """Load a prepared dataset from its directory (or any file inside it, e.g. meta.json)."""
+def load_dataset(path_or_dir: str | os.PathLike, splits: tuple[str, ...] = SPLITS) -> Dataset:
+    """Load a prepared dataset from its directory (or any file inside it, e.g. meta.json).
+    Only the files of `splits` are read; the others stay None (tuning: never the test split)."""
     root = Path(path_or_dir)
     root = root if root.is_dir() else root.parent
     meta = read_json(_require(root, META))
-    arrays = {f"{k}_{s}": load_npy(_require(root, f"{k}_{s}.npy")) for s in SPLITS for k in ("x", "y")}
-    arrays = {k: _unit_float(a) if k[0] == "x" else a.astype(np.int64, copy=False) for k, a in arrays.items()}
+    unknown = sorted(set(splits) - set(SPLITS))
+    if unknown:
+        raise ValueError(f"unknown splits {unknown}; allowed: {', '.join(SPLITS)}")
+    arrays = {f"{k}_{s}": load_npy(_require(root, f"{k}_{s}.npy")) if s in splits else None
+              for s in SPLITS for k in ("x", "y")}
+    arrays = {k: a if a is None else _unit_float(a) if k[0] == "x" else a.astype(np.int64, copy=False)
+              for k, a in arrays.items()}
     return Dataset(
         name=meta["name"], num_classes=int(meta["num_classes"]), input_shape=tuple(meta["input_shape"]),
         mean=tuple(meta["mean"]), std=tuple(meta["std"]), augment=meta["augment"], **arrays,

@@ -38,7 +38,10 @@ VERDICT_RULE = "\n".join([
     f"{POWER:.0%} power at these seeds, from the observed standard deviation of d; a smaller effect "
     "will mostly read inconclusive. **seeds needed** (inconclusive claims only): the seeds at which "
     "a true difference equal to the observed one would be resolved with 80% power, into holds or "
-    "does not hold by its side of the margin (n/a: at the margin, or more than 10^6). **permutation p**: one-sided sign-flip p-value of mean(d) - margin in the "
+    "does not hold by its side of the margin (n/a: at the margin, or more than 10^6). **paper's effect "
+    "resolvable**: for a claim whose source reports the effect (`paper_effect`, A - B in the metric's "
+    "units), whether its distance from the margin is at least the MDE, with the seeds an effect of the "
+    "paper's size would need at the observed sd. **permutation p**: one-sided sign-flip p-value of mean(d) - margin in the "
     "claimed direction, exact over all 2^n flips up to 16 seeds (at least 2^-n: 0.125 at 3 seeds), "
     "Monte Carlo (MC, 2^16 seeded flips) beyond. **Holm verdict**: holds only when the claim holds "
     f"and its Holm-adjusted permutation p across every judged claim of the table is below {ALPHA:g}; "
@@ -77,6 +80,7 @@ def _spec(claim: dict) -> dict:
         "value": None if claim.get("value") is None else float(claim["value"]),
         "margin": float(claim.get("margin", 0.0)), "direction": direction,
         "control": claim.get("control"), "requires": list(claim.get("requires") or []),
+        "paper_effect": None if claim.get("paper_effect") is None else float(claim["paper_effect"]),
     }
 
 
@@ -109,8 +113,21 @@ def _robustness(diffs: np.ndarray, spec: dict, own: str) -> dict:
     needed = None
     if own == "inconclusive" and sd is not None:
         needed = seeds_needed(float(np.mean(diffs)) - spec["margin"], sd, ALPHA, POWER)
-    return {"sd_diff": sd, "mde": None if sd is None else min_detectable_effect(sd, n, ALPHA, POWER),
-            "seeds_needed": needed, "perm_p": p, "perm_method": method}
+    mde = None if sd is None else min_detectable_effect(sd, n, ALPHA, POWER)
+    return {"sd_diff": sd, "mde": mde, "seeds_needed": needed, "perm_p": p, "perm_method": method,
+            **paper_power(spec, sd, mde)}
+
+
+def paper_power(spec: dict, sd: float | None, mde: float | None) -> dict:
+    """Whether these seeds resolve the paper's own effect (`paper_effect`, A - B in the
+    metric's units): its distance from the margin at least the MDE; and the seeds a true
+    effect of the paper's size would need at the observed sd."""
+    effect = spec["paper_effect"]
+    if effect is None or sd is None or mde is None:
+        return {"paper_resolvable": None, "paper_seeds_needed": None}
+    distance = effect - spec["margin"]
+    return {"paper_resolvable": bool(abs(distance) >= mde),
+            "paper_seeds_needed": seeds_needed(distance, sd, ALPHA, POWER)}
 
 
 def _baseline(results: pd.DataFrame, spec: dict) -> tuple[str | None, str, pd.Series | None]:
@@ -129,6 +146,7 @@ def evaluate_claim(claim: dict, results: pd.DataFrame) -> dict:
                   "mean_diff": None, "ci_low": None, "ci_high": None, "seeds_won": 0,
                   "verdict": "not run", "note": "", "sd_diff": None, "mde": None,
                   "seeds_needed": None, "perm_p": None, "perm_method": None,
+                  "paper_resolvable": None, "paper_seeds_needed": None,
                   "premises_failed": [], "holm_p": None, "holm_verdict": "not run"}
     if not (results["study"] == spec["study"]).any():
         return out | {"note": f"no results for study {spec['study']!r}"}

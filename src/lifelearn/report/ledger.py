@@ -85,6 +85,19 @@ def sample_text(chain: list[JobSpec], data_dir: Path) -> str:
     return "; ".join(sizes) or "n/a"
 
 
+def selection_text(chain: list[JobSpec], root: Path) -> str:
+    """How the chain's hyper-parameters were chosen: by a tuning sweep on val (its metric,
+    budget and choice), or not at all."""
+    from lifelearn.report.selection import budget_text, point_text
+
+    select = next((j for j in chain if j.step == "select"), None)
+    if select is None:
+        return "none: hyper-parameters as configured"
+    text = f"validation, `{select.spec['metric']}` ({budget_text(select.spec['budget'])})"
+    path = root / select.outputs["selection"][0]
+    return text + (f"; chosen {point_text(read_json(path)['chosen'])}" if path.exists() else "")
+
+
 def checkpoint_text(chain: list[JobSpec], root: Path) -> str:
     """Each checkpoint the chain reads, by directory: 'dir/: seed0 `md5[:12]`, ...'."""
     paths = dict.fromkeys(p for job in chain for p in _inputs(job) if p.endswith(".pt"))
@@ -104,7 +117,7 @@ def method_ledger(rows: pd.DataFrame, jobs: list[JobSpec], data_dir: Path, root:
     chain = upstream(job, jobs)
     train = setting(chain, "train") or {}
     return dict(zip(FIELDS, [
-        REPORTED_EPOCH, "validation (tune)" if setting(chain, "tune") else "none: hyper-parameters as configured",
+        REPORTED_EPOCH, selection_text(chain, root),
         seeds, str(train.get("epochs", "n/a")), str(train.get("batch_size", "n/a")),
         attack_text(setting(chain, "attack")), attack_text(setting(chain, "eval_attack")),
         sample_text(chain, data_dir), checkpoint_text(chain, root)]))
@@ -130,10 +143,11 @@ def claim_ledger(claim: dict, results: pd.DataFrame, jobs: list[JobSpec], data_d
     return out
 
 
-def ledger_section(claims: list[dict], results: pd.DataFrame, config: dict, root: str | Path = ".") -> str:
+def ledger_section(claims: list[dict], results: pd.DataFrame, config: dict, root: str | Path = ".",
+                   jobs: list[JobSpec] | None = None) -> str:
     """'## Protocol ledger': one collapsible table per claim (rows FIELDS, a column per method)."""
     root = Path(root)
-    jobs = plan(config)
+    jobs = plan(config) if jobs is None else jobs
     parts = ["## Protocol ledger",
              "What each claim's numbers rest on, per method, from the plan of the resolved config and the "
              "results: the epoch reported, the split hyper-parameters were selected on, the seeds with "

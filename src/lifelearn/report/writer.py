@@ -16,7 +16,8 @@ import yaml
 
 from lifelearn.io import read_json, write_json, write_text
 from lifelearn.report.claims import VERDICT_RULE, evaluate_claims, holm_family_text, interval_text
-from lifelearn.report.ledger import ledger_section
+from lifelearn.report.ledger import ledger_section, plan
+from lifelearn.report.selection import selection_section
 from lifelearn.report.markdown import md_table, number
 from lifelearn.report.results import load_histories, load_results
 from lifelearn.report.sections import generic
@@ -60,6 +61,17 @@ def seeds_needed_text(c: dict) -> str:
     return "n/a" if c["verdict"] == "inconclusive" else ""
 
 
+def paper_effect_text(c: dict) -> str:
+    """'yes (+0.0276; 6 seeds)' / 'no (...)' for a claim with the paper's effect, blank otherwise."""
+    if c.get("paper_effect") is None:
+        return ""
+    if c.get("paper_resolvable") is None:
+        return f"n/a ({c['paper_effect']:+g})"
+    needed = c["paper_seeds_needed"]
+    return (f"{'yes' if c['paper_resolvable'] else '**no**'} ({c['paper_effect']:+g}; needs "
+            f"{needed if needed is not None else 'n/a'} seeds)")
+
+
 def holm_text(c: dict) -> str:
     """The Holm verdict, with the adjusted p when there is one."""
     p = "" if c.get("holm_p") is None else f" (p {c['holm_p']:.3g})"
@@ -72,10 +84,10 @@ def claims_section(claims: list[dict]) -> str:
         return "## Paper claims\n\nNo claims configured."
     header = ["id", "statement", "source", "metric", "criterion", "mean A", "mean B / control / value",
               "mean diff [95% CI]", "seeds won / n", "MDE (80% power)", "seeds needed",
-              "permutation p", "verdict", "Holm verdict", "note"]
+              "paper's effect resolvable", "permutation p", "verdict", "Holm verdict", "note"]
     rows = [[c["id"], c["statement"], c["source"], c["metric"], criterion(c), number(c["mean_a"]),
              number(c["mean_b"]), interval_text(c), f"{c['seeds_won']}/{c['n']}", number(c["mde"]),
-             seeds_needed_text(c),
+             seeds_needed_text(c), paper_effect_text(c),
              permutation_text(c), f"**{c['verdict']}**", holm_text(c), c["note"]] for c in claims]
     return "\n\n".join(filter(None, ["## Paper claims", VERDICT_RULE, md_table(header, rows), holm_family_text(claims)]))
 
@@ -185,9 +197,12 @@ def write_report(config: dict, metric_paths, history_paths, data_version_path,
     commits = sorted({read_json(p).get("git_commit") or "unknown" for p in metric_paths})
     write_json(out_dir / "claims.json", claims)
     data_version = None if data_version_path is None else read_json(data_version_path)
-    sections = [claims_section(claims), ledger_section(claims, df, config, root),
+    jobs = plan(config)
+    sections = [claims_section(claims), ledger_section(claims, df, config, root, jobs),
+                selection_section(jobs, root),
                 *study_sections(df, hist, out_dir, config),
                 definitions_section(config), provenance_section(config, df, data_version, commits)]
+    sections = [part for part in sections if part]
     text = "\n\n".join([f"# lifelearn report: profile `{config.get('profile', 'unknown')}`",
                          contents(sections), *sections]) + "\n"
     if captions_path is not None:

@@ -7,7 +7,8 @@ every study the same way:
 - `jobs(config, layout) -> list[JobSpec]`: the study's Snakemake jobs, planned from the
   resolved config (light imports: the Snakefile calls it while parsing).
 - `run(job, paths) -> list[RunRecord]`: the one entry point of every job of the study
-  (`job.step` says which kind), called by workflow/scripts/run_study.py through `run_job`,
+  (`job.step` says which kind; `tune` for a tuning candidate, lifelearn.tuning), called
+  by workflow/scripts/run_study.py through `run_job`,
   which nests the job's MLflow runs under a parent per configuration with the seeds'
   aggregates (a study does nothing for that but return its records).
 
@@ -54,9 +55,14 @@ def run_job(job, paths) -> list:
     """`run(job, paths)` of the job's study with its seed runs nested under one MLflow parent
     run per configuration, each parent getting the mean, std and 95% interval over seeds of
     its records' metrics (as does the parent of the seed runs a step adds metrics to, such
-    as the continual evaluation's)."""
+    as the continual evaluation's). A tuning sweep's `select` step is the same for every
+    study (lifelearn.tuning.run_select)."""
     from lifelearn.tracking import log_seed_aggregates, parent_runs
 
+    if job.step == "select":
+        from lifelearn.tuning import run_select
+
+        return run_select(job, paths)
     with parent_runs(job.ctx, parents_state(job, paths), job.name) as ctx:
         records = study(job.study).run(replace(job, ctx=ctx), paths)
         log_seed_aggregates(ctx.tracking_uri, records)

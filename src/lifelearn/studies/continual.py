@@ -46,23 +46,31 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
     """continual_<run> and continual_eval_<run> for every run, in name order."""
     from lifelearn.continual.configs import (check_synthetic_sets, expert_run, init_checkpoint_dir,
                                              resolved_runs, synthetic_sets)
+    from lifelearn import tuning
     from lifelearn.studies import check_names
 
     runs = resolved_runs(config)
     synthetic_root = f"{layout.checkpoints}/dataset_distillation/synthetic"
+    check_tuning(config, runs)
     out = []
     for name, run in runs.items():
         check_names(run["strategies"], METHODS, f"continual.runs.{name}.strategies")
         check_synthetic_sets(config, name, run)
         seeds = run["seeds"]
-        files = {key: layout.seed_files(STUDY, name, seeds, f) for key, f in TRAIN_FILES.items()}
         init_dir = init_checkpoint_dir(run, layout.checkpoints)
-        inputs = {"init": [f"{init_dir}/seed{s}.pt" for s in seeds] if init_dir else [],
-                  "synthetic": [f"{synthetic_root}/{n}/seed{s}/{f}" for n in synthetic_sets(run) for s in seeds
-                                for f in DATASET_FILES]}
-        out.append(JobSpec(STUDY, "train", name, f"continual_{name}", spec=run, seeds=seeds, outputs=files,
-                           code=TRAIN_CODE, datasets=(run["dataset"],), inputs=inputs,
-                           report={"history": files["history"], "extra": files["stream"] + files["matrix"]}))
+
+        def make_job(spec, job_seeds, out_name, step, rule, init_dir=init_dir, name=name):
+            files = {key: layout.seed_files(STUDY, out_name, job_seeds, f) for key, f in TRAIN_FILES.items()}
+            inputs = {"init": [f"{init_dir}/seed{s}.pt" for s in job_seeds] if init_dir else [],
+                      "synthetic": [f"{synthetic_root}/{n}/seed{s}/{f}" for n in synthetic_sets(spec)
+                                    for s in job_seeds for f in DATASET_FILES]}
+            return JobSpec(STUDY, step, name, rule, spec=spec, seeds=job_seeds, outputs=files,
+                           code=(*TRAIN_CODE, *tuning.CODE), datasets=(spec["dataset"],), inputs=inputs,
+                           report={"history": files["history"], "extra": files["stream"] + files["matrix"]})
+
+        out += tuning.plan(f"continual_{name}", name, run, (), seeds, f"continual.runs.{name}", make_job,
+                           f"{layout.results}/{STUDY}/tuning")
+        files = {key: layout.seed_files(STUDY, name, seeds, f) for key, f in TRAIN_FILES.items()}
         expert = expert_run(runs, name)
         evaluation = layout.seed_files(STUDY, name, seeds, "evaluation.json")
         summary = f"{layout.results}/{STUDY}/{name}/summary.json"
@@ -75,8 +83,16 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
     return out
 
 
+def check_tuning(config: dict, runs: dict) -> None:
+    """The two runs of every claim that are both tuned spend the same budget."""
+    from lifelearn import tuning
+
+    tunes = {n: r["tune"] for n, r in runs.items() if r.get("tune")}
+    tuning.check_budgets(config.get("claims", []), tunes, {n: runs[n]["train"]["epochs"] for n in tunes}, STUDY)
+
+
 def run(job, paths) -> list:
-    return {"train": run_train, "evaluate": run_evaluate}[job.step](job, paths)
+    return {"train": run_train, "tune": run_train, "evaluate": run_evaluate}[job.step](job, paths)
 
 
 # ------------------------------------------------------------------------------ train
@@ -111,11 +127,19 @@ def log_stream(run, rows: list[dict], R) -> None:
 
 
 def run_train(job, paths) -> list:
-    """Every seed of continual run `job.name` (its config is `job.spec`)."""
+    """Every seed of continual run `job.name` (its config is `job.spec`, with the values its
+    selection chose when it was tuned). A tuning candidate (step `tune`) streams the same
+    tasks but evaluates on the val split, the test split not even loaded, and records the
+    final average accuracy on val as `val_avg_acc`."""
+    from dataclasses import replace
+
     import torch
 
+    from lifelearn import tuning
     from lifelearn.data import load_dataset
 
+    spec, selection = tuning.selected_spec(job.spec, (), paths)
+    job = replace(job, spec=spec | tuning.tuned_params(selection))
     torch.set_num_threads(job.threads)  # CPU kernels used here are deterministic; not calling
     # torch.use_deterministic_algorithms, whose import of torch._inductor costs ~3 s a job
     data_dir = paths.input("data")[0].parent
@@ -123,7 +147,11 @@ def run_train(job, paths) -> list:
     init_dir = init[0].parent if init else None
     # <root>/<set>/seed<k>/<file> -> <root>
     synthetic_root = synthetic[0].parents[2] if synthetic else None
-    ds = load_dataset(data_dir)
+    if job.step == "tune":
+        ds = load_dataset(data_dir, tuning.TUNING_SPLITS)
+        ds = replace(ds, x_test=ds.x_val, y_test=ds.y_val)  # the stream's evaluation sets: val
+    else:
+        ds = load_dataset(data_dir)
     outputs = zip(*(paths.output(key) for key in TRAIN_FILES))
     return [train_seed(job, ds, data_dir, seed, dict(zip(TRAIN_FILES, files)), init_dir, synthetic_root)
             for seed, files in zip(job.seeds, outputs)]
@@ -143,7 +171,9 @@ def train_seed(job, ds, data_dir: Path, seed: int, out: dict, init_dir: Path | N
     from lifelearn.jobs import RunRecord
     from lifelearn.tracking import DatasetRef, tracked_run
 
-    cfg, name = job.spec, job.name
+    from lifelearn.tuning import run_name
+
+    cfg, name = job.spec, run_name(job)
     torch.manual_seed(seed)
     np.random.seed(seed)
     scenario = build_scenario(ds, cfg["scenario"], cfg["n_tasks"], seed)
@@ -168,6 +198,8 @@ def train_seed(job, ds, data_dir: Path, seed: int, out: dict, init_dir: Path | N
             "iterations": learner.iteration, "train_seconds": round(learner.train_seconds, 4),
             "eval_seconds": round(evaluator.seconds, 4), "wall_seconds": round(wall, 4),
             "steps_per_second": round(learner.iteration / max(learner.train_seconds, 1e-9), 1)}
+        if job.step == "tune":  # the evaluation sets are val: the selection metric
+            metrics["val_avg_acc"] = float(evaluator.R[-1].mean())
         record = RunRecord(STUDY, STAGE, name, method, seed, ds.name, arch, run.run_id, job.ctx.git_commit, metrics,
                            {"scenario": cfg["scenario"], "setting": cfg.get("setting", "")})
         T = scenario.n_tasks

@@ -61,34 +61,55 @@ def method_spec(section: dict, name: str) -> dict:
 
 
 def jobs(config: dict, layout: Layout) -> list[JobSpec]:
+    """mtard_<name> per method entry, after its tuning jobs when it has a `tune` block
+    (lifelearn.tuning: candidates scored on val, then the selection)."""
+    from lifelearn import tuning
     from lifelearn.studies import check_names
 
     section = config[STUDY]
     out = []
+    check_tuning(config, section)
     for name, entry in section["methods"].items():
         check_names([entry["method"]], METHODS, f"mtard.methods.{name}.method")
         roles = METHODS[entry["method"]].teachers
-        teachers = {role: layout.teacher_checkpoints(config, section["teachers"][role], section["seeds"], "mtard.seeds")
-                    for role in roles}
-        out.append(JobSpec(STUDY, STAGE, name, f"mtard_{name}", spec=method_spec(section, name), seeds=section["seeds"],
-                           outputs=layout.trained_model_outputs(STUDY, name, section["seeds"]), code=CODE,
-                           datasets=(section["dataset"],), inputs=teachers, trainer=True, priority=LONG_CHAIN_PRIORITY))
+
+        def make_job(spec, seeds, out_name, step, rule, roles=roles, name=name):
+            key = f"mtard.methods.{name}.tune.seeds" if step == "tune" else "mtard.seeds"
+            teachers = {role: layout.teacher_checkpoints(config, section["teachers"][role], seeds, key) for role in roles}
+            return JobSpec(STUDY, step, name, rule, spec=spec, seeds=seeds,
+                           outputs=layout.trained_model_outputs(STUDY, out_name, seeds), code=(*CODE, *tuning.CODE),
+                           datasets=(section["dataset"],), inputs=teachers, trainer=True, priority=LONG_CHAIN_PRIORITY)
+
+        out += tuning.plan(f"mtard_{name}", name, method_spec(section, name), ("method",), section["seeds"],
+                           f"mtard.methods.{name}", make_job, f"{layout.results}/{STUDY}/tuning")
     return out
 
 
+def check_tuning(config: dict, section: dict) -> None:
+    """The two methods of every claim that are both tuned spend the same budget."""
+    from lifelearn import tuning
+
+    tunes = {m: e["tune"] for m, e in section["methods"].items() if e.get("tune")}
+    tuning.check_budgets(config.get("claims", []), tunes, {m: section["train"]["epochs"] for m in tunes}, STUDY)
+
+
 def run(job, paths) -> list:
-    """Train student `job.name` once per seed against its teachers' checkpoints of that seed."""
+    """Train student `job.name` once per seed against its teachers' checkpoints of that
+    seed: a tuning candidate (step `tune`) scored on val, or the final runs with the values
+    its selection chose, on test."""
+    from lifelearn import tuning
     from lifelearn.models.checkpoint import load_model
     from lifelearn.studies.teachers import robustness_evaluator
     from lifelearn.train.runner import RunLabel, run_seed, seed_outputs
 
-    spec = job.spec
+    spec, selection = tuning.selected_spec(job.spec, ("method",), paths)
     method = METHODS[spec["method"]["method"]]
-    label = RunLabel(STUDY, STAGE, job.name, spec["method"]["method"], spec)
+    label = RunLabel(STUDY, STAGE, tuning.run_name(job), spec["method"]["method"], spec | tuning.tuned_params(selection))
     records = []
     for i, (seed, out) in enumerate(zip(job.seeds, seed_outputs(paths))):
         teachers = {role: load_model(paths.input(role)[i]) for role in method.teachers}
         build = lambda model, ds, teachers=teachers: method.build(model, spec, teachers)  # noqa: E731
         records.append(run_seed(label, seed, paths.input("data")[0].parent, spec["student"], spec["train"], build,
-                                out, job, evaluate=robustness_evaluator(spec["eval_attack"], seed)))
+                                out, job, evaluate=robustness_evaluator(spec["eval_attack"], seed),
+                                split=tuning.split(job)))
     return records

@@ -42,12 +42,13 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
 
 
 def robustness_evaluator(attack: dict, seed: int):
-    """run_seed's `evaluate` hook: clean / PGD / weighted robust accuracy on the test set."""
-    def evaluate(module, datamodule, ds):
+    """run_seed's `evaluate` hook: clean / PGD / weighted robust accuracy on the evaluated
+    split (test; val for a tuning candidate)."""
+    def evaluate(module, datamodule, ds, split):
         from lifelearn.evaluate.robustness import robustness_metrics
 
-        x, y = datamodule.tensors["test"]
-        return robustness_metrics(module.model, x, y, attack, seed=seed)
+        x, y = datamodule.tensors[split]
+        return robustness_metrics(module.model, x, y, attack, seed=seed, prefix=split)
     return evaluate
 
 

@@ -90,6 +90,8 @@ class InMemoryDataModule(pl.LightningDataModule):
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         for split in ("train", "val", "test"):
             x, y = getattr(self.dataset, f"x_{split}"), getattr(self.dataset, f"y_{split}")
+            if x is None:  # not loaded (a tuning job's test split)
+                continue
             self.tensors[split] = (torch.as_tensor(np.asarray(x)).to(device), torch.as_tensor(np.asarray(y)).to(device))
 
     def _epoch(self) -> int:

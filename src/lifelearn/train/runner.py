@@ -20,6 +20,7 @@ import pytorch_lightning as pl
 import torch
 
 from lifelearn.data import load_dataset
+from lifelearn.data.arrays import SPLITS
 from lifelearn.evaluate.classification import evaluate_classifier
 from lifelearn.io import atomic_path, clear_work_dir, work_dir
 from lifelearn.jobs import Job, Paths, RunRecord
@@ -28,6 +29,7 @@ from lifelearn.models.checkpoint import save_model
 from lifelearn.tracking import DatasetRef, tracked_run
 from lifelearn.train.data import InMemoryDataModule
 from lifelearn.train.fit import fit
+from lifelearn.tuning import TUNING_SPLITS
 
 
 @dataclass(frozen=True)
@@ -65,11 +67,12 @@ def write_history(path: Path, history: list[dict]) -> None:
 
 def train_and_test(ds, model_spec: dict, train_cfg: dict, build_module: Callable, seed: int, trainer_cfg: dict,
                    workdir: Path | None = None, logger=False, evaluate: Callable | None = None,
-                   val_every: int = 1) -> tuple[dict, pl.LightningModule]:
+                   val_every: int = 1, split: str = "test") -> tuple[dict, pl.LightningModule]:
     """Seed everything, build the model and `build_module(model, ds)`, fit it on `ds`
-    (train.fit: per-epoch checkpoints and resume only with a `workdir`) and test its last
-    epoch. Returns the metrics (test accuracy/loss/per-class accuracy, `evaluate`'s
-    additions, the last epoch's val_acc, epochs, train_seconds) and the module."""
+    (train.fit: per-epoch checkpoints and resume only with a `workdir`) and evaluate its
+    last epoch on `split` (test; val for a tuning candidate, whose `ds` has no test split).
+    Returns the metrics (`split` accuracy/loss/per-class accuracy, `evaluate`'s additions on
+    the same split, the last epoch's val_acc, epochs, train_seconds) and the module."""
     pl.seed_everything(seed, workers=True)
     model = build_model(model_spec, ds.input_shape, ds.num_classes, ds.mean, ds.std)
     module = build_module(model, ds)
@@ -78,29 +81,31 @@ def train_and_test(ds, model_spec: dict, train_cfg: dict, build_module: Callable
     start = time.perf_counter()
     fit(module, datamodule, train_cfg["epochs"], workdir, logger, trainer_cfg, val_every)
     seconds = time.perf_counter() - start
-    x_test, y_test = datamodule.tensors["test"]
-    metrics = evaluate_classifier(module.model, x_test, y_test, ds.num_classes)
+    x_eval, y_eval = datamodule.tensors[split]
+    metrics = evaluate_classifier(module.model, x_eval, y_eval, ds.num_classes, prefix=split)
     if evaluate is not None:
-        metrics.update(evaluate(module, datamodule, ds))
+        metrics.update(evaluate(module, datamodule, ds, split))
     metrics.update({"val_acc": module.history[-1].get("val_acc"), "epochs": len(module.history),
                     "train_seconds": round(seconds, 3)})
     return metrics, module
 
 
 def run_seed(label: RunLabel, seed: int, data_dir: Path, model_spec: dict, train_cfg: dict,
-             build_module: Callable, out: SeedOutputs, job: Job, evaluate: Callable | None = None) -> RunRecord:
+             build_module: Callable, out: SeedOutputs, job: Job, evaluate: Callable | None = None,
+             split: str = "test") -> RunRecord:
     """Train one seed (train_and_test, resuming from its work directory, logging to its
     MLflow run); write checkpoint, history.csv and metrics.json; return the record. The
     run records the dataset and the checkpoint (an MLflow logged model, TrackedRun.log_checkpoint).
     `job` gives the MLflow context, the Lightning settings and the thread count.
 
     `build_module(model, dataset)` wraps the freshly built model in the stage's
-    LightningModule; `evaluate(module, datamodule, dataset)` may add metrics to the
-    test accuracy/loss/per-class accuracy computed here.
+    LightningModule; `evaluate(module, datamodule, dataset, split)` may add metrics to the
+    accuracy/loss/per-class accuracy computed here on `split`: the test split, or val for a
+    tuning candidate (lifelearn.tuning), which does not even load the test split.
     """
     torch.set_num_threads(job.threads)
     ctx, trainer_cfg = job.ctx, job.trainer
-    ds = load_dataset(data_dir)
+    ds = load_dataset(data_dir, TUNING_SPLITS if split == "val" else SPLITS)
     workdir = work_dir(out.checkpoint, label.params, seed, model_spec, train_cfg, trainer_cfg)
     run_file = workdir / "mlflow_run_id"
     resume_id = run_file.read_text().strip() if run_file.exists() else None
@@ -111,11 +116,11 @@ def run_seed(label: RunLabel, seed: int, data_dir: Path, model_spec: dict, train
         workdir.mkdir(parents=True, exist_ok=True)
         run_file.write_text(run.run_id)
         metrics, module = train_and_test(ds, model_spec, train_cfg, build_module, seed, trainer_cfg, workdir,
-                                         run.lightning_logger(), evaluate)
+                                         run.lightning_logger(), evaluate, split=split)
         record = RunRecord(label.study, label.stage, label.name, label.method, seed, ds.name, model_spec["arch"],
                            run.run_id, ctx.git_commit, metrics)
         save_model(out.checkpoint, module.model, model_spec, ds.input_shape, ds.num_classes)
-        run.log_checkpoint(out.checkpoint, f"{label.name}-seed{seed}")
+        run.log_checkpoint(out.checkpoint, f"{label.name.replace('/', '-')}-seed{seed}")  # MLflow: no "/"
         write_history(out.history, module.history)
         record.write(out.metrics)
         last = module.history[-1]

@@ -1,0 +1,186 @@
+"""Hyper-parameter selection on the validation split (lifelearn.tuning, issue 13): grids,
+selection, budgets, the planned jobs, the config's tune blocks, and a tuning sweep run
+in-process whose choice does not move when the test split is poisoned."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+from lifelearn import tuning
+from lifelearn.config import load_config
+from lifelearn.jobs import JobSpec, Layout
+from lifelearn.studies import study
+
+TUNE = {"grid": {"alpha": [0.5, 0.9], "tau": [2.0, 4.0]}, "metric": "val_acc", "seeds": [3]}
+
+
+def test_points_are_every_combination_in_grid_order():
+    entry = {"alpha": 0.9, "tau": 4.0}
+    assert tuning.points(TUNE, entry, "m") == [
+        {"alpha": 0.5, "tau": 2.0}, {"alpha": 0.5, "tau": 4.0}, {"alpha": 0.9, "tau": 2.0}, {"alpha": 0.9, "tau": 4.0}]
+
+
+def test_points_reach_nested_keys_and_reject_unknown_or_empty_ones():
+    entry = {"ebb": {"step": 0.001}, "nlb": {"step": 0.025}}
+    grid = {"grid": {"ebb.step": [1, 2]}, "metric": "val_acc", "seeds": [0]}
+    assert tuning.apply_point(entry, tuning.points(grid, entry, "m")[1]) == {"ebb": {"step": 2}, "nlb": {"step": 0.025}}
+    assert entry["ebb"]["step"] == 0.001  # not mutated
+    with pytest.raises(ValueError, match=r"mtard.methods.ard.tune.grid: 'alpah' is not a key"):
+        tuning.points({"grid": {"alpah": [1]}}, {"alpha": 1}, "mtard.methods.ard")
+    with pytest.raises(ValueError, match=r"m.tune.grid.alpha: a non-empty list"):
+        tuning.points({"grid": {"alpha": []}}, {"alpha": 1}, "m")
+
+
+def test_select_takes_the_best_mean_over_seeds_first_of_equals_and_never_nan():
+    assert tuning.select([[0.5, 0.7], [0.8, 0.2], [0.6, 0.6]]) == 0  # means 0.6, 0.5, 0.6: the first 0.6
+    assert tuning.select([[0.5], [0.4]], "min") == 1
+    assert tuning.select([[math.nan], [0.1]]) == 1
+    with pytest.raises(ValueError, match="no candidate has a finite"):
+        tuning.select([[math.nan]])
+    with pytest.raises(ValueError, match="tune.mode"):
+        tuning.select([[1.0]], "best")
+
+
+def test_budget_counts_points_seeds_and_epochs():
+    assert tuning.budget(TUNE | {"epochs": 5}, 20) == {"points": 4, "seeds": [3], "epochs": 5, "runs": 4,
+                                                        "epochs_total": 20}
+    assert tuning.budget(TUNE, 20)["epochs"] == 20
+
+
+def _make_job(spec, seeds, out_name, step, rule):
+    return JobSpec("s", step, "kd", rule, spec=spec, seeds=seeds,
+                   outputs={"metrics": [f"r/{out_name}/seed{s}/metrics.json" for s in seeds]})
+
+
+def test_plan_gives_candidates_a_selection_and_a_final_job_reading_it():
+    spec = {"train": {"epochs": 20}, "method_cfg": {"alpha": 0.9, "tau": 4.0, "tune": TUNE | {"epochs": 5}}}
+    jobs = tuning.plan("s_kd", "kd", spec, ("method_cfg",), [0, 1], "s.methods.kd", _make_job, "r/tuning")
+    assert [j.rule for j in jobs] == ["s_kd_tune0", "s_kd_tune1", "s_kd_tune2", "s_kd_tune3", "s_kd_select", "s_kd"]
+    cand = jobs[3]
+    assert cand.step == "tune" and cand.seeds == [3] and cand.spec["train"]["epochs"] == 5
+    assert cand.spec["method_cfg"] == {"alpha": 0.9, "tau": 4.0} and cand.spec["tuning"]["index"] == 3
+    assert cand.report_inputs() == {} and cand.outputs["metrics"] == ["r/tuning/kd/c3/seed3/metrics.json"]
+    select = jobs[4]
+    assert select.inputs["candidates"] == [f"r/tuning/kd/c{i}/seed3/metrics.json" for i in range(4)]
+    final = jobs[5]
+    assert final.seeds == [0, 1] and final.spec["train"]["epochs"] == 20
+    assert final.spec["method_cfg"] == {"alpha": tuning.TUNED, "tau": tuning.TUNED}  # no default leaks in
+    assert final.inputs["selection"] == ["r/tuning/kd/selection.json"]
+
+
+def test_plan_without_a_tune_block_is_the_one_job_unchanged():
+    spec = {"train": {"epochs": 2}, "method_cfg": {"alpha": 0.9}}
+    [job] = tuning.plan("s_kd", "kd", spec, ("method_cfg",), [0], "s.methods.kd", _make_job, "r/tuning")
+    assert job.spec == spec and "selection" not in job.inputs
+
+
+def test_claims_between_tuned_methods_need_the_same_budget():
+    claims = [{"id": "a_beats_b", "study": "s", "a": "a", "b": "b"}]
+    tunes = {"a": TUNE, "b": TUNE | {"grid": {"tau": [1.0, 2.0, 4.0]}}}
+    with pytest.raises(ValueError, match=r"claim 'a_beats_b': a and b must have the same tuning budget"):
+        tuning.check_budgets(claims, tunes, {"a": 10, "b": 10}, "s")
+    tuning.check_budgets(claims, {"a": TUNE, "b": TUNE | {"grid": {"tau": [1, 2, 3, 4]}}}, {"a": 10, "b": 10}, "s")
+    with pytest.raises(ValueError, match="same tuning budget"):
+        tuning.check_budgets(claims, {"a": TUNE, "b": TUNE | {"epochs": 3}}, {"a": 10, "b": 10}, "s")
+
+
+@pytest.mark.parametrize("profile", ["default", "smoke", "paper"])
+def test_the_papers_baselines_are_tuned_with_the_budget_of_their_method(profile):
+    """Acceptance: EWC and L2 weights, ARD tau and alpha, KD alpha and tau have tune blocks;
+    every claim between two tuned methods has equal budgets (planning checks it)."""
+    cfg = load_config("config", profile)
+    jobs = [j for name in cfg["studies"] for j in study(name).jobs(cfg, Layout(profile))]
+    selects = {(j.study, j.name): j.spec for j in jobs if j.step == "select"}
+    grids = {key: set(spec["grid"]) for key, spec in selects.items()}
+    assert grids[("continual", "pt_lwf_l2")] == {"strategies.l2.weight"}
+    assert grids[("continual", "pt_lwf_ewc")] == {"strategies.ewc.weight"}
+    if profile != "smoke":  # the smoke profile tunes one key per method, two points
+        assert grids[("mtard", "ard")] == {"alpha", "tau"} and grids[("tgeo_kd", "kd")] == {"alpha", "tau"}
+    for claim in cfg["claims"]:
+        a, b = (claim["study"], claim["a"]), (claim["study"], claim.get("b"))
+        if a in selects and b in selects:
+            assert {k: selects[a]["budget"][k] for k in ("points", "seeds", "epochs")} == \
+                   {k: selects[b]["budget"][k] for k in ("points", "seeds", "epochs")}, claim["id"]
+    assert all(spec["metric"].startswith("val_") for spec in selects.values())
+
+
+# ------------------------------------------------------------------ a sweep, run in-process
+@pytest.fixture(scope="module")
+def digits_dir(tmp_path_factory):
+    from lifelearn.data import prepare_dataset
+
+    root = tmp_path_factory.mktemp("data")
+    prepare_dataset("digits", data_root=root)
+    return root / "digits"
+
+
+@pytest.fixture
+def run_ctx(tmp_path):
+    from lifelearn.tracking import RunContext, ensure_store
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ensure_store(uri)
+    return RunContext(uri, "test")
+
+
+def _teacher(data_dir, path):
+    """An untrained MLP as the teacher: the sweep only needs one to distil."""
+    import torch
+
+    from lifelearn.data import load_dataset
+    from lifelearn.models import build_model
+    from lifelearn.models.checkpoint import save_model
+
+    ds = load_dataset(data_dir)
+    torch.manual_seed(0)
+    spec = {"arch": "mlp", "hidden": [16]}
+    save_model(path, build_model(spec, ds.input_shape, ds.num_classes, ds.mean, ds.std), spec, ds.input_shape,
+               ds.num_classes)
+
+
+def _sweep(out, data_dir, teacher, ctx):
+    """tgeo_kd's kd, tuned over 2 alphas x 1 seed, then its final job, run in this process
+    on `data_dir` with outputs under `out`. Returns the planned jobs."""
+    from conftest import run_job
+    from lifelearn.data.arrays import DATASET_FILES
+
+    cfg = load_config("config", "smoke")
+    cfg["teachers"]["mnist1d_convnet"]["seeds"] = [0]
+    cfg["tgeo_kd"] |= {"dataset": "digits", "seeds": [0], "methods": {"kd": {"alpha": 0.9, "tau": 4.0, "tune": {
+        "grid": {"alpha": [0.1, 0.9]}, "metric": "val_acc", "seeds": [0]}}}}
+    cfg["claims"] = []
+    jobs = study("tgeo_kd").jobs(cfg, Layout("smoke"))
+    for job in jobs:
+        inputs = {k: [out / p for p in v] for k, v in job.inputs.items()} | {
+            "teachers": [teacher] * len(job.seeds), "data": [data_dir / f for f in DATASET_FILES]}
+        run_job("tgeo_kd", job.step, job.name, job.spec, job.seeds, ctx, inputs,
+                {k: [out / p for p in v] for k, v in job.outputs.items()})
+    return jobs
+
+
+def test_a_sweep_selects_on_val_and_a_poisoned_test_split_changes_nothing(tmp_path, digits_dir, run_ctx):
+    teacher = tmp_path / "teacher.pt"
+    _teacher(digits_dir, teacher)
+    jobs = _sweep(tmp_path / "clean", digits_dir, teacher, run_ctx)
+    assert [j.step for j in jobs] == ["tune", "tune", "select", "train"]
+    selection = json.loads((tmp_path / "clean" / jobs[2].outputs["selection"][0]).read_text())
+    assert selection["split"] == "val" and len(selection["scores"]) == 2
+    assert selection["chosen"] == selection["points"][tuning.select(selection["scores"])]
+    candidate = json.loads((tmp_path / "clean" / jobs[0].outputs["metrics"][0]).read_text())["metrics"]
+    assert "val_acc" in candidate and not any(k.startswith("test_") for k in candidate)
+    final = json.loads((tmp_path / "clean" / jobs[3].outputs["metrics"][0]).read_text())["metrics"]
+    assert 0 <= final["test_acc"] <= 1
+
+    poisoned_data = tmp_path / "poisoned-data"
+    shutil.copytree(digits_dir, poisoned_data)
+    # garbage of another shape, labels out of range: a read of them would fail or move a score
+    np.save(poisoned_data / "x_test.npy", np.full((7, 1, 3), 255, dtype=np.uint8))
+    np.save(poisoned_data / "y_test.npy", np.full(7, 999, dtype=np.int64))
+    with pytest.raises(RuntimeError, match="shape"):  # the final job does read test: the poison is real
+        _sweep(tmp_path / "poisoned", poisoned_data, teacher, run_ctx)
+    again = json.loads((tmp_path / "poisoned" / jobs[2].outputs["selection"][0]).read_text())
+    assert again["scores"] == selection["scores"] and again["chosen"] == selection["chosen"]
