@@ -130,8 +130,26 @@ def test_table_has_the_power_columns_and_the_legend_five_verdicts():
     text = claims_section(evaluate_claims([claim(), claim(id="inc", margin=0.1)], frame({"A": A, "B": B})))
     for verdict in ("**holds**", "**does not hold**", "**inconclusive**", "**premise not met**", "**not run**"):
         assert verdict in VERDICT_RULE
-    assert "| MDE (80% power) | seeds needed | permutation p | verdict | Holm verdict |" in text
-    assert "| 0.1146 |  | 0.125 | **holds** | **inconclusive** (p 0.25) |" in text
+    assert ("| MDE (80% power) | seeds needed | paper's effect resolvable | permutation p | verdict | "
+            "Holm verdict |") in text
+    assert "| 0.1146 |  |  | 0.125 | **holds** | **inconclusive** (p 0.25) |" in text
     # two judged claims: p < 0.025 needs 6 seeds (2^-6 = 0.0156; 2^-5 = 0.031); p < 0.05 needs 5
     assert "Holm family: 2 judged claims. Its first step needs some claim with p < 0.05/2 = 0.025" in text
     assert "takes at least 6 seeds (and any claim needs 5 to reach p < 0.05 at all)" in text
+
+
+def test_the_papers_effect_is_resolvable_only_at_or_above_the_mde_by_hand():
+    """d with sample sd exactly 1 over 10 seeds: MDE 0.996 (G*Power, d = 0.996 at n = 10);
+    a paper effect of 0.5 is below it and needs 34 seeds (G*Power: d = 0.5 -> 34), 1.2 is above."""
+    import numpy as np
+
+    z = np.arange(10.0) - 4.5
+    z = z / z.std(ddof=1)
+    df = frame({"A": {s: 2.0 + z[s] for s in range(10)}, "B": {s: 0.0 for s in range(10)}})
+    small = evaluate_claim(claim(paper_effect=0.5), df)
+    assert small["sd_diff"] == pytest.approx(1.0) and small["mde"] == pytest.approx(0.996, abs=5e-4)
+    assert small["paper_resolvable"] is False and small["paper_seeds_needed"] == 34
+    large = evaluate_claim(claim(paper_effect=1.2), df)
+    assert large["paper_resolvable"] is True and large["paper_seeds_needed"] == seeds_needed(1.2, 1.0)
+    assert "| **no** (+0.5; needs 34 seeds) |" in claims_section([small])
+    assert evaluate_claim(claim(), df)["paper_resolvable"] is None
