@@ -13,7 +13,7 @@ from torch import nn
 from lifelearn.distill.kd import fused_loss, per_sample_ce, per_sample_kd
 from lifelearn.distill.reweight import SampleWiseKDModule, ada_alpha, alpha_summary, anl_alpha, wls_alpha
 from lifelearn.distill.tgeo import (FusionNet, TGeoKDModule, carve_meta_val, fusion_hypergradient, meta_objective,
-                                    teacher_class_means, trilateral_features)
+                                    optimizer_step, teacher_class_means, trilateral_features)
 from lifelearn.studies.tgeo_kd import METHODS
 
 from conftest import REPO
@@ -137,6 +137,57 @@ def test_fusion_hypergradient_matches_finite_differences():
         checked += abs(fd) > 1e-8
     assert checked >= 3  # the fusion net really gets a gradient
     assert all(p.grad is None for p in student.parameters())  # theta is not touched
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=1e-3),
+    lambda ps: torch.optim.Adam(ps, lr=0.01, weight_decay=1e-4),
+    lambda ps: torch.optim.AdamW(ps, lr=0.01, weight_decay=0.05),
+], ids=["sgd-momentum-wd", "adam-wd", "adamw"])
+def test_the_virtual_step_is_the_real_optimizers_next_step(make):
+    """optimizer_step from a state two real steps in equals the third real step (same gradient)."""
+    torch.manual_seed(0)
+    net = nn.Linear(4, 3).double()
+    opt = make(net.parameters())
+    for _ in range(2):
+        opt.zero_grad()
+        net(torch.randn(6, 4, dtype=torch.float64)).pow(2).sum().backward()
+        opt.step()
+    named = dict(net.named_parameters())
+    grads = {k: torch.randn_like(p) for k, p in named.items()}
+    virtual = optimizer_step(opt, named)({k: p.detach().clone() for k, p in named.items()}, grads)
+    for k, p in named.items():
+        p.grad = grads[k].clone()
+    opt.step()
+    for k, p in named.items():
+        assert torch.allclose(virtual[k], p.detach(), atol=1e-12), k
+
+
+def test_fusion_hypergradient_through_an_adam_step_matches_finite_differences():
+    fusion, student, args = tiny_problem()
+    opt = torch.optim.Adam(student.parameters(), lr=0.05, weight_decay=1e-3)
+    opt.zero_grad()
+    student(args[0]).pow(2).mean().backward()
+    opt.step()  # moments and step count are non-trivial
+    opt.zero_grad(set_to_none=True)
+    step = optimizer_step(opt, dict(student.named_parameters()))
+    kwargs = {"tau": 2.0, "feature_tau": 1.0, "step": step}
+    _, grads = fusion_hypergradient(fusion, student, *args, **kwargs)
+    theta = {k: p.detach() for k, p in student.named_parameters()}
+    phi = {k: p.detach() for k, p in fusion.named_parameters()}
+
+    def objective(name, index, delta):
+        params = {k: v.clone() for k, v in phi.items()}
+        params[name][index] += delta
+        th = {k: v.clone().requires_grad_() for k, v in theta.items()}
+        return meta_objective(params, fusion, student, th, *args, **kwargs).item()
+
+    eps, checked = 1e-6, 0
+    for name, index in [("0.weight", (0, 0)), ("0.weight", (2, 7)), ("0.bias", (1,)), ("2.weight", (0, 3)), ("2.bias", (0,))]:
+        fd = (objective(name, index, eps) - objective(name, index, -eps)) / (2 * eps)
+        assert grads[name][index].item() == pytest.approx(fd, rel=1e-4, abs=1e-9)
+        checked += abs(fd) > 1e-8
+    assert checked >= 3
 
 
 def test_meta_step_moves_only_the_fusion_net():

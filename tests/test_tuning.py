@@ -19,20 +19,31 @@ TUNE = {"grid": {"alpha": [0.5, 0.9], "tau": [2.0, 4.0]}, "metric": "val_acc", "
 
 
 def test_points_are_every_combination_in_grid_order():
-    entry = {"alpha": 0.9, "tau": 4.0}
-    assert tuning.points(TUNE, entry, "m") == [
+    spec = {"m": {"alpha": 0.9, "tau": 4.0}}
+    assert tuning.points(TUNE, spec, ("m",), "m") == [
         {"alpha": 0.5, "tau": 2.0}, {"alpha": 0.5, "tau": 4.0}, {"alpha": 0.9, "tau": 2.0}, {"alpha": 0.9, "tau": 4.0}]
 
 
 def test_points_reach_nested_keys_and_reject_unknown_or_empty_ones():
-    entry = {"ebb": {"step": 0.001}, "nlb": {"step": 0.025}}
+    spec = {"method": {"ebb": {"step": 0.001}, "nlb": {"step": 0.025}}, "train": {"lr": 0.1}}
     grid = {"grid": {"ebb.step": [1, 2]}, "metric": "val_acc", "seeds": [0]}
-    assert tuning.apply_point(entry, tuning.points(grid, entry, "m")[1]) == {"ebb": {"step": 2}, "nlb": {"step": 0.025}}
-    assert entry["ebb"]["step"] == 0.001  # not mutated
+    point = tuning.points(grid, spec, ("method",), "m")[1]
+    assert tuning.apply_point(spec, ("method",), point)["method"] == {"ebb": {"step": 2}, "nlb": {"step": 0.025}}
+    assert spec["method"]["ebb"]["step"] == 0.001  # not mutated
     with pytest.raises(ValueError, match=r"mtard.methods.ard.tune.grid: 'alpah' is not a key"):
-        tuning.points({"grid": {"alpah": [1]}}, {"alpha": 1}, "mtard.methods.ard")
+        tuning.points({"grid": {"alpah": [1]}}, {"m": {"alpha": 1}}, ("m",), "mtard.methods.ard")
     with pytest.raises(ValueError, match=r"m.tune.grid.alpha: a non-empty list"):
-        tuning.points({"grid": {"alpha": []}}, {"alpha": 1}, "m")
+        tuning.points({"grid": {"alpha": []}}, {"m": {"alpha": 1}}, ("m",), "m")
+
+
+def test_train_keys_reach_the_methods_training_settings():
+    """`train.lr` is the study's training section for a method entry without its own
+    `train`, and the run's own `train` for a continual run (entry = the whole spec)."""
+    spec = {"method_cfg": {"alpha": 0.9}, "train": {"lr": 0.1, "epochs": 3}}
+    out = tuning.apply_point(spec, ("method_cfg",), {"train.lr": 0.01, "alpha": 0.5})
+    assert out == {"method_cfg": {"alpha": 0.5}, "train": {"lr": 0.01, "epochs": 3}}
+    run = {"strategies": {"l2": {"weight": 1.0}}, "train": {"lr": 0.1}}
+    assert tuning.apply_point(run, (), {"train.lr": 0.3})["train"]["lr"] == 0.3
 
 
 def test_select_takes_the_best_mean_over_seeds_first_of_equals_and_never_nan():

@@ -3,7 +3,8 @@
 A method entry (`tgeo_kd.methods.<m>`, `mtard.methods.<m>`, `continual.runs.<r>`) may carry
 
     tune:
-      grid: {alpha: [0.5, 0.9], tau: [2.0, 4.0]}  # dotted keys into the entry; every combination
+      grid: {alpha: [0.5, 0.9], tau: [2.0, 4.0]}  # dotted keys of the entry (train.<key>: the
+                                                  # method's training settings); every combination
       metric: val_acc        # the selection metric, computed on the VALIDATION split only
       mode: max              # max (default) or min
       seeds: [3]             # the seeds each candidate trains (the budget's second factor)
@@ -27,7 +28,6 @@ same budget as the proposed method).
 """
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 from pathlib import Path
@@ -39,44 +39,42 @@ TUNED = "tuned"  # a final job's value of a grid key: the selection's choice rep
 CODE = ("tuning.py",)
 
 
-def entry_value(entry: dict, dotted: str, where: str):
-    """entry[a][b] for dotted key "a.b"; the error names the config key."""
-    node = entry
-    for part in dotted.split("."):
+def key_path(spec: dict, entry_path: tuple[str, ...], dotted: str) -> tuple[str, ...]:
+    """Where grid key `dotted` lives in a job's spec: under the method's entry, except
+    `train.<key>` when the entry has no `train` of its own: the method's training settings."""
+    parts = tuple(dotted.split("."))
+    if parts[0] == "train" and "train" not in _get(spec, entry_path):
+        return parts
+    return (*entry_path, *parts)
+
+
+def check_key(spec: dict, path: tuple[str, ...], dotted: str, where: str) -> None:
+    node = spec
+    for part in path:
         if not isinstance(node, dict) or part not in node:
-            raise ValueError(f"{where}.tune.grid: {dotted!r} is not a key of {where}")
+            raise ValueError(f"{where}.tune.grid: {dotted!r} is not a key of {where} (or train.<key>)")
         node = node[part]
-    return node
 
 
-def with_value(entry: dict, dotted: str, value) -> dict:
-    """A deep copy of `entry` with dotted key `dotted` set to `value`."""
-    out = copy.deepcopy(entry)
-    node = out
-    *parents, last = dotted.split(".")
-    for part in parents:
-        node = node[part]
-    node[last] = value
-    return out
-
-
-def points(tune: dict, entry: dict, where: str) -> list[dict]:
-    """Every combination of the grid's values ({dotted key: value}), in grid order."""
+def points(tune: dict, spec: dict, entry_path: tuple[str, ...], where: str) -> list[dict]:
+    """Every combination of the grid's values ({dotted key: value}), in grid order; every
+    key must exist in the spec (key_path)."""
     grid = tune.get("grid") or {}
     if not grid:
         raise ValueError(f"{where}.tune.grid: give at least one key with a list of values")
     for key, values in grid.items():
-        entry_value(entry, key, where)
+        check_key(spec, key_path(spec, entry_path, key), key, where)
         if not isinstance(values, list) or not values:
             raise ValueError(f"{where}.tune.grid.{key}: a non-empty list of values, got {values!r}")
     keys = list(grid)
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
 
 
-def apply_point(entry: dict, point: dict) -> dict:
+def apply_point(spec: dict, entry_path: tuple[str, ...], point: dict) -> dict:
+    """`spec` with each grid key of `point` set to its value (a new dict; `spec` unchanged)."""
     for key, value in point.items():
-        entry = with_value(entry, key, value)
-    return entry
+        spec = _set(spec, key_path(spec, entry_path, key), value)
+    return spec
 
 
 def budget(tune: dict, epochs: int) -> dict:
@@ -116,11 +114,11 @@ def plan(rule: str, name: str, spec: dict, entry_path: tuple[str, ...], seeds: l
     if not tune:
         return [make_job(spec, seeds, name, "train", rule)]
     base = _set(spec, entry_path, {k: v for k, v in entry.items() if k != "tune"})
-    grid = points(tune, _get(base, entry_path), where)
+    grid = points(tune, base, entry_path, where)
     b = budget(tune, base["train"]["epochs"])
     candidates = []
     for i, point in enumerate(grid):
-        cand = _set(base, entry_path, apply_point(_get(base, entry_path), point))
+        cand = apply_point(base, entry_path, point)
         cand = cand | {"train": {**cand["train"], "epochs": b["epochs"]}, "tuning": {"index": i, "point": point}}
         job = make_job(cand, b["seeds"], f"tuning/{name}/c{i}", "tune", f"{rule}_tune{i}")
         candidates.append(replace(job, report={}))  # the report reads the selection, not the candidates
@@ -133,7 +131,7 @@ def plan(rule: str, name: str, spec: dict, entry_path: tuple[str, ...], seeds: l
                          report={"extra": [selection]})
     # the final job's grid keys read TUNED: their configured values never reach it, so editing
     # one reruns nothing; its values come from selection.json, an input (selected_spec)
-    final_spec = _set(base, entry_path, apply_point(_get(base, entry_path), dict.fromkeys(tune["grid"], TUNED)))
+    final_spec = apply_point(base, entry_path, dict.fromkeys(tune["grid"], TUNED))
     final = make_job(final_spec, seeds, name, "train", rule)
     final = replace(final, inputs={**final.inputs, "selection": [selection]})
     return [*candidates, select_job, final]
@@ -146,6 +144,7 @@ def _get(spec: dict, path: tuple[str, ...]):
 
 
 def _set(spec: dict, path: tuple[str, ...], value) -> dict:
+    """A copy of `spec` with spec[path] = value (the dicts along the path copied)."""
     if not path:
         return value
     return {**spec, path[0]: _set(spec[path[0]], path[1:], value)}
@@ -160,7 +159,7 @@ def selected_spec(spec: dict, entry_path: tuple[str, ...], paths) -> tuple[dict,
     if not files:
         return spec, None
     selection = read_json(files[0])
-    return _set(spec, entry_path, apply_point(_get(spec, entry_path), selection["chosen"])), selection
+    return apply_point(spec, entry_path, selection["chosen"]), selection
 
 
 def run_name(job) -> str:

@@ -16,10 +16,15 @@ Choices (the paper leaves them open; each is a config key):
   Features are computed from detached outputs: alpha is a weight for the student.
 - Bilevel optimisation (the paper's outer/inner loop), with a one-step unrolled
   hypergradient as in meta-re-weighting: per step, the student's parameters theta take
-  a virtual SGD step theta' = theta - inner_lr * d/dtheta L_alpha(theta, phi) on the
-  batch, and phi takes an Adam step (`fusion_lr`) on the student's CE at theta' on a
-  meta-validation batch (`meta_objective`, torch.func.functional_call); then the student
-  takes its real step on the alpha-weighted loss with the updated phi.
+  a virtual step theta' = step(theta, d/dtheta L_alpha(theta, phi)) on the batch, and phi
+  takes an Adam step (`fusion_lr`) on the student's CE at theta' on a meta-validation
+  batch (`meta_objective`, torch.func.functional_call); then the student takes its real
+  step on the alpha-weighted loss with the updated phi. `inner_step: follow` (default)
+  makes the virtual step the one the student's real optimiser would take now
+  (`optimizer_step`: SGD with its momentum buffer and weight decay, or Adam / AdamW with
+  their moments and bias correction, at the scheduled learning rate), differentiable in
+  the gradient; `inner_step: sgd` is the meta-re-weighting papers' plain SGD step at
+  `inner_lr`, which mismatches a student trained by Adam at a tenth of that rate.
 - The meta-validation set is `meta_val_fraction` (default 10%) of the TRAINING split,
   stratified and fixed by the seed; with `meta_val_holdout` it is removed from the
   student's training samples (the paper's "validation split carved from train"). The
@@ -30,6 +35,7 @@ Choices (the paper leaves them open; each is a config key):
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch import nn
@@ -99,16 +105,74 @@ def fusion_alpha(fusion: nn.Module, fusion_params: dict | None, student_logits, 
     return out.squeeze(1)
 
 
+StepFn = Callable[[dict, dict], dict]  # (params, grads) -> params after one step
+
+
+def sgd_step(lr: float) -> StepFn:
+    """Plain SGD: theta - lr * g."""
+    return lambda params, grads: {k: p - lr * grads[k] for k, p in params.items()}
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, named: dict[str, torch.Tensor]) -> StepFn:
+    """The step `optimizer` (torch SGD, Adam or AdamW, one param group) would take now from
+    gradients g, as a differentiable function of (theta, g): its current lr (the schedule's),
+    weight decay, momentum buffer / moments and step count, looked up by the real
+    parameters `named` (name -> the optimiser's tensor). Follows torch.optim's update rules
+    (dampening 0, no Nesterov, no AMSGrad); sqrt(v) is floored at 1e-15 so that an exactly
+    zero gradient gives a finite derivative."""
+    group = optimizer.param_groups[0]
+    lr, wd = float(group["lr"]), float(group.get("weight_decay", 0.0))
+    state = {k: optimizer.state.get(p, {}) for k, p in named.items()}
+    if isinstance(optimizer, torch.optim.SGD):
+        momentum = float(group.get("momentum", 0.0))
+        if group.get("nesterov") or group.get("dampening", 0.0):
+            raise ValueError("optimizer_step: SGD with Nesterov or dampening is not supported")
+
+        def sgd(params, grads):
+            out = {}
+            for k, p in params.items():
+                d = grads[k] + wd * p if wd else grads[k]
+                buf = state[k].get("momentum_buffer")
+                if momentum and buf is not None:
+                    d = momentum * buf + d
+                out[k] = p - lr * d
+            return out
+        return sgd
+    if isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
+        beta1, beta2 = group["betas"]
+        eps = group["eps"]
+        decoupled = isinstance(optimizer, torch.optim.AdamW) or group.get("decoupled_weight_decay", False)
+        if group.get("amsgrad"):
+            raise ValueError("optimizer_step: AMSGrad is not supported")
+
+        def adam(params, grads):
+            out = {}
+            for k, p in params.items():
+                g, st = grads[k], state[k]
+                if wd and not decoupled:
+                    g = g + wd * p
+                m = beta1 * st["exp_avg"] + (1 - beta1) * g if st else (1 - beta1) * g
+                v = beta2 * st["exp_avg_sq"] + (1 - beta2) * g * g if st else (1 - beta2) * g * g
+                t = float(st["step"]) + 1 if st else 1.0
+                denom = v.clamp_min(1e-30).sqrt() / math.sqrt(1 - beta2 ** t) + eps
+                base = p * (1 - lr * wd) if wd and decoupled else p
+                out[k] = base - (lr / (1 - beta1 ** t)) * m / denom
+            return out
+        return adam
+    raise ValueError(f"optimizer_step: {type(optimizer).__name__} is not supported (SGD, Adam, AdamW)")
+
+
 def meta_objective(fusion_params: dict, fusion: nn.Module, student: nn.Module, student_params: dict,
-                   x, y, teacher_logits, t_bar, x_val, y_val, tau: float, inner_lr: float,
-                   feature_tau: float = 1.0) -> torch.Tensor:
-    """The student's CE on (x_val, y_val) after one virtual SGD step on the alpha-weighted
-    loss of (x, y): a differentiable function of the fusion parameters phi."""
+                   x, y, teacher_logits, t_bar, x_val, y_val, tau: float, inner_lr: float = 0.1,
+                   feature_tau: float = 1.0, step: StepFn | None = None) -> torch.Tensor:
+    """The student's CE on (x_val, y_val) after one virtual step (`step`; default plain SGD
+    at `inner_lr`) on the alpha-weighted loss of (x, y): a differentiable function of the
+    fusion parameters phi."""
     logits = functional_call(student, student_params, (x,))
     alpha = fusion_alpha(fusion, fusion_params, logits, teacher_logits, t_bar, y, feature_tau)
     inner = fused_loss(alpha, per_sample_kd(logits, teacher_logits, tau), per_sample_ce(logits, y))
     grads = torch.autograd.grad(inner, tuple(student_params.values()), create_graph=True)
-    updated = {k: p - inner_lr * g for (k, p), g in zip(student_params.items(), grads)}
+    updated = (step or sgd_step(inner_lr))(student_params, dict(zip(student_params, grads)))
     return F.cross_entropy(functional_call(student, updated, (x_val,)), y_val)
 
 
@@ -133,12 +197,14 @@ class TGeoKDModule(DistillationModule):
     def __init__(self, model, teacher, train_cfg: dict, num_classes: int, seed: int, tau: float = 4.0,
                  fusion_hidden: int = 128, fusion_lr: float = 1e-3, inner_lr: float = 0.1,
                  meta_val_fraction: float = 0.1, meta_val_holdout: bool = True, meta_batch_size: int = 256,
-                 alpha_init: float = 0.9, feature_tau: float = 1.0):
+                 alpha_init: float = 0.9, feature_tau: float = 1.0, inner_step: str = "follow"):
         super().__init__(model, teacher, train_cfg)
         self.fusion = FusionNet(num_classes, fusion_hidden, alpha_init)
         self.fusion_opt = build_optimizer(self.fusion.parameters(), {"optimizer": "adam", "lr": fusion_lr})
         self.num_classes, self.seed, self.tau = num_classes, seed, tau
-        self.inner_lr, self.feature_tau = inner_lr, feature_tau
+        if inner_step not in ("follow", "sgd"):
+            raise ValueError(f"tgeo.inner_step: 'follow' or 'sgd', got {inner_step!r}")
+        self.inner_lr, self.feature_tau, self.inner_step = inner_lr, feature_tau, inner_step
         self.meta_val_fraction, self.meta_val_holdout = meta_val_fraction, meta_val_holdout
         self.meta_batch_size = meta_batch_size
         self.register_buffer("t_bar", torch.full((num_classes, num_classes), 1.0 / num_classes))
@@ -169,11 +235,20 @@ class TGeoKDModule(DistillationModule):
         idx = idx.to(self.y_meta.device)
         return self.x_meta[idx], self.y_meta[idx]
 
+    def virtual_step(self) -> StepFn:
+        """The inner loop's step: the student's real optimiser as it stands (`follow`), or
+        plain SGD at inner_lr (`sgd`, and outside a Trainer, where there is no optimiser)."""
+        if self.inner_step == "sgd" or self._trainer is None:
+            return sgd_step(self.inner_lr)
+        optimizer = self.optimizers()
+        return optimizer_step(getattr(optimizer, "optimizer", optimizer), dict(self.model.named_parameters()))
+
     def meta_step(self, x, y, teacher_logits) -> None:
         """One outer step of the fusion network on the unrolled meta-validation CE."""
         x_val, y_val = self._meta_batch()
         loss, grads = fusion_hypergradient(self.fusion, self.model, x, y, teacher_logits, self.t_bar, x_val, y_val,
-                                           tau=self.tau, inner_lr=self.inner_lr, feature_tau=self.feature_tau)
+                                           tau=self.tau, inner_lr=self.inner_lr, feature_tau=self.feature_tau,
+                                           step=self.virtual_step())
         for name, p in self.fusion.named_parameters():
             p.grad = grads[name]
         self.fusion_opt.step()
