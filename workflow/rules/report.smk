@@ -8,6 +8,20 @@ FIGURE_CAPTIONS = f"{REPORT_DIR}/figure-captions.rst"
 
 
 rule report:
+    input:
+        metrics=REPORT_INPUTS["metrics"],
+        history=REPORT_INPUTS["history"],
+        extra=REPORT_INPUTS["extra"],
+        data_version=rules.data_version.output[0],
+        # the report code, and what the claims engine and the ledger read
+        code=code(
+            "report",
+            "stats.py",
+            "evaluate/continual_metrics.py",
+            "config.py",
+            "jobs.py",
+            "studies",
+        ),
     output:
         readme=REPORT_README,
         claims=f"{REPORT_DIR}/claims.json",
@@ -15,20 +29,16 @@ rule report:
         figures=report(
             directory(f"{REPORT_DIR}/figures"),
             patterns=["{figure}.png"],
-            caption=os.path.relpath(os.path.abspath(FIGURE_CAPTIONS), workflow.current_basedir),
+            caption=os.path.relpath(
+                os.path.abspath(FIGURE_CAPTIONS), workflow.current_basedir
+            ),
             category="Figures",
         ),
-    input:
-        metrics=REPORT_INPUTS["metrics"],
-        history=REPORT_INPUTS["history"],
-        extra=REPORT_INPUTS["extra"],
-        data_version=rules.data_version.output[0],
-        code=code("report", "stats.py", "evaluate/continual_metrics.py", "config.py", "jobs.py", "studies"),  # claims, ledger
-    params:
-        config=config,
     log:
         f"{LOGS}/report.log",
     benchmark:
         f"{BENCHMARKS}/report.tsv"
+    params:
+        config=config,
     script:
         "../scripts/report.py"
