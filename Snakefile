@@ -16,6 +16,11 @@ from lifelearn.tracking import default_tracking_uri, ensure_store
 
 min_version("9.0")
 
+# The front page of `snakemake --report` (figures per study, the pipeline's cost).
+
+
+report: "workflow/report/workflow.rst"
+
 
 configfile: "config/config.yaml"
 
@@ -61,5 +66,6 @@ rule all:
     # so a fresh clone must still see its results as missing and run everything.
     input:
         REPORT_README,
+        rules.pipeline_cost.output,
         rules.data_version.output,
         REPORT_INPUTS["metrics"],

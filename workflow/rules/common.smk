@@ -43,6 +43,7 @@ def code(*parts):
 # What each study contributes to the report and to `rule all` (metrics.json / history.csv
 # per job and seed, plus any extra files its report section reads); report.smk consumes them.
 REPORT_INPUTS = {"metrics": [], "history": [], "extra": []}
+RULE_STUDIES = {}  # rule name -> its study, for the cost table (report.smk)
 TRAINING_RESOURCES = {k: config["resources"][k] for k in ("gpu", "mem_mb", "runtime")}
 
 
@@ -73,6 +74,7 @@ def study_rule(job):
 
     for key, files in job.report_inputs().items():
         REPORT_INPUTS[key] += files
+    RULE_STUDIES[job.rule] = job.study
 
 
 def study_rules(name):
