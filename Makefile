@@ -1,11 +1,12 @@
 # `make run`: set up .venv with the pinned stack, then run the default pipeline.
-# `make test`: same set-up, then the test suite (what .ci/run calls).
+# `make test`: same set-up, the Snakefile formatting check (snakefmt), then the test suite
+# (what .ci/run calls). `make format` rewrites the Snakefile and workflow/rules/*.smk in place.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast report-html benchmark push clean
+.PHONY: setup run test test-fast lint format report-html benchmark push clean
 
 setup: $(STAMP)
 
@@ -18,11 +19,20 @@ $(STAMP): pyproject.toml constraints.txt
 run: setup
 	$(BIN)/snakemake --cores all --workflow-profile workflow/profiles/default
 
-test: setup
+# The Snakefile and every rule file as snakefmt writes them (fails on any difference).
+SNAKEFILES := Snakefile workflow tests/toy_study
+
+test: setup lint
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: setup
+	$(BIN)/snakefmt --check $(SNAKEFILES)
+
+format: setup
+	$(BIN)/snakefmt $(SNAKEFILES)
 
 report-html: setup
 	$(BIN)/snakemake --report reports/report.html

@@ -5,11 +5,21 @@
 # src/lifelearn/studies/<study>.py.
 from snakemake.utils import min_version
 
-from lifelearn.config import resolve_profile, study_config_files, study_names, validate_config
+from lifelearn.config import (
+    resolve_profile,
+    study_config_files,
+    study_names,
+    validate_config,
+)
 from lifelearn.data.version import recorded_md5
 from lifelearn.tracking import default_tracking_uri, ensure_store
 
 min_version("9.0")
+
+# The front page of `snakemake --report` (figures per study, the pipeline's cost).
+
+
+report: "workflow/report/workflow.rst"
 
 
 configfile: "config/config.yaml"
@@ -51,10 +61,11 @@ include: "workflow/rules/report.smk"  # last: consumes REPORT_INPUTS
 
 
 rule all:
+    default_target: True
     # The results themselves, not only the report: the default report is committed,
     # so a fresh clone must still see its results as missing and run everything.
     input:
         REPORT_README,
+        rules.pipeline_cost.output,
         rules.data_version.output,
         REPORT_INPUTS["metrics"],
-    default_target: True

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import edited, mlflow_client, planned_jobs
+from conftest import REPORT_ONLY, edited, mlflow_client, planned_jobs
 
 pytestmark = pytest.mark.slow
 
@@ -53,14 +53,14 @@ def test_continual_runs_write_stream_matrix_metrics_and_mlflow_series(pipeline):
 
 def test_strategy_hyperparameter_reruns_only_that_run_and_the_report(pipeline):
     jobs = planned_jobs(pipeline, {"continual": {"runs": {"ci_er": {"strategies": {"er": {"buffer": 150}}}}}})
-    assert jobs == {"continual_ci_er": 1, "continual_eval_ci_er": 1, "report": 1, "all": 1}
+    assert jobs == {"continual_ci_er": 1, "continual_eval_ci_er": 1, **REPORT_ONLY}
 
 
 def test_metric_code_change_reruns_the_evaluations_not_the_training(pipeline):
     with edited(pipeline / "src" / "lifelearn" / "evaluate" / "continual_metrics.py", '"""', '""" '):
         jobs = planned_jobs(pipeline)
     evals = {rule for rule in jobs if rule.startswith("continual_eval_")}
-    assert evals and set(jobs) == evals | {"report", "all"}
+    assert evals and set(jobs) == evals | set(REPORT_ONLY)
     assert all(count == 1 for count in jobs.values())
 
 

@@ -11,7 +11,7 @@ import json
 import pytest
 import yaml
 
-from conftest import edited, experiment_runs, mlflow_client, planned_jobs, snakemake
+from conftest import REPORT_ONLY, edited, experiment_runs, mlflow_client, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -89,20 +89,20 @@ def test_training_code_change_reruns_training_not_data(pipeline):
 
 def test_report_code_change_reruns_only_the_report(pipeline):
     with edited(pipeline / "src" / "lifelearn" / "report" / "figures.py", '"""', '""" '):
-        assert planned_jobs(pipeline) == {"report": 1, "all": 1}
+        assert planned_jobs(pipeline) == REPORT_ONLY
 
 
 def test_claim_change_reruns_only_the_report(pipeline):
     claims = yaml.safe_load((pipeline / "config" / "studies" / "teachers.yaml").read_text())["claims"]
     claims["teachers"][0]["margin"] = 0.20
-    assert planned_jobs(pipeline, {"claims": claims}) == {"report": 1, "all": 1}
+    assert planned_jobs(pipeline, {"claims": claims}) == REPORT_ONLY
 
 
 def test_tracking_settings_rerun_only_the_report(pipeline):
     """What MLflow records beside the results (system metrics) is in no study job's params;
     the report lists the resolved config, so it is redone (as for `progress_bar`)."""
-    assert planned_jobs(pipeline, {"tracking": {"system_metrics": False, "system_metrics_interval": 60}}) == {
-        "report": 1, "all": 1}
+    assert planned_jobs(pipeline, {"tracking": {"system_metrics": False, "system_metrics_interval": 60}}) == \
+        REPORT_ONLY
 
 
 def test_unrelated_config_section_reruns_nothing(pipeline):
@@ -113,7 +113,7 @@ def test_unrelated_config_section_reruns_nothing(pipeline):
 def test_data_code_change_reruns_data_preparation(pipeline):
     with edited(pipeline / "src" / "lifelearn" / "data" / "embedded.py", '"""', '""" '):
         # training reads data as ancient() (DVC); the data check and the report rerun
-        assert planned_jobs(pipeline) == {"prepare_data": 2, "data_version": 1, "report": 1, "all": 1}
+        assert planned_jobs(pipeline) == {"prepare_data": 2, "data_version": 1, **REPORT_ONLY}
 
 
 def test_new_data_version_reruns_training(pipeline):
@@ -125,11 +125,32 @@ def test_new_data_version_reruns_training(pipeline):
 def test_snakemake_html_report_has_the_figures(pipeline):
     snakemake(pipeline, "--report", "report.html")
     html = (pipeline / "report.html").read_text()
-    for figure in (pipeline / "results" / "smoke" / "report" / "figures").glob("*.png"):
+    figures = sorted((pipeline / "results" / "smoke" / "report" / "figures").glob("*.png"))
+    for figure in figures:
         assert figure.stem in html
     # each figure carries its README caption (the caption file the report job writes)
     assert "Mean accuracy matrix R[i, j] (%) over seeds per run." in html
     assert "Clean vs PGD accuracy; small dots: seeds, diamonds: means over seeds." in html
+    # one category per study with its figures, and the run's cost
+    start = html.index("var categories = ") + len("var categories = ")
+    categories = json.loads(html[start:html.index(";", start)])
+    studies = {f.stem.split("-", 1)[0] for f in figures}
+    assert set(categories) == studies | {"Pipeline cost"}
+    for study in studies:
+        listed = sorted(p for files in categories[study].values() for p in files)
+        assert listed == sorted(f"results/smoke/report/figures/{f.name}" for f in figures if f.stem.startswith(study + "-"))
+    assert "This is the run of profile" in html  # the front page (workflow/report/workflow.rst)
+
+
+def test_the_cost_table_has_every_job_of_the_run(pipeline):
+    import pandas as pd
+
+    table = pd.read_csv(pipeline / "results" / "smoke" / "report" / "pipeline_cost.csv", index_col="rule")
+    assert {f"pretrain_{n}" for n in TEACHERS} | {"prepare_data", "data_version", "report"} <= set(table.index)
+    assert table.loc["prepare_data", "jobs"] == 2 and table.loc["pretrain_mnist1d_mlp", "study"] == "teachers"
+    assert (table["wall_s"] >= 0).all() and table["wall_s"].sum() > 0 and table["cpu_s"].sum() > 0
+    page = (pipeline / "results" / "smoke" / "report" / "pipeline_cost.html").read_text()
+    assert "<h3>Per study</h3>" in page and "pretrain_mnist1d_mlp" in page
 
 
 def test_report_regenerates_identically_from_the_results(pipeline, tmp_path):

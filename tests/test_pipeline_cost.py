@@ -44,3 +44,37 @@ def test_every_planned_rule_has_its_study():
     studies = cost_module().rule_studies(config)
     assert studies["pretrain_mnist1d_mlp"] == "teachers" and studies["continual_eval_ci_er"] == "continual"
     assert studies["dd_evaluate_random"] == "dataset_distillation" and studies["tgeo_kd_kd"] == "tgeo_kd"
+
+
+def test_the_rule_writes_the_jobs_of_the_workflows_rules_as_csv_and_a_page(tmp_path):
+    from lifelearn.pipeline_cost import write_cost
+
+    bench(tmp_path / "b" / "pretrain_a.tsv", (4.0, 300.0, 3.5))
+    bench(tmp_path / "b" / "prepare_data" / "digits.tsv", (1.0, 50.0, 0.5))
+    bench(tmp_path / "b" / "prepare_data" / "mnist1d.tsv", (2.0, 60.0, 1.5))
+    bench(tmp_path / "b" / "renamed_long_ago.tsv", (50.0, 10.0, 50.0))  # no rule of the workflow now
+    studies = {"pretrain_a": "teachers", "prepare_data": "pipeline", "report": "pipeline"}
+    table = write_cost(tmp_path / "b", studies, tmp_path / "cost.csv", tmp_path / "cost.html", "smoke")
+    assert list(table.index) == ["pretrain_a", "prepare_data"] and table.loc["prepare_data", "jobs"] == 2
+    csv = (tmp_path / "cost.csv").read_text().splitlines()
+    assert csv[0] == "rule,study,jobs,wall_s,max_wall_s,cpu_s,max_rss_mb"
+    assert csv[1:] == ["pretrain_a,teachers,1,4.0,4.0,3.5,300.0", "prepare_data,pipeline,2,3.0,2.0,2.0,60.0"]
+    page = (tmp_path / "cost.html").read_text()
+    assert "profile <code>smoke</code>" in page and "3 jobs, 7 job-seconds of wall time, 6 CPU seconds" in page
+    assert page.index("<h3>Per study</h3>") < page.index("<h3>Per rule</h3>") and "renamed_long_ago" not in page
+
+
+def test_no_benchmark_files_yet_give_an_empty_table_that_says_so(tmp_path):
+    from lifelearn.pipeline_cost import write_cost
+
+    table = write_cost(tmp_path / "none", {"report": "pipeline"}, tmp_path / "c.csv", tmp_path / "c.html", "default")
+    assert table.empty and (tmp_path / "c.csv").read_text().startswith("rule,study,jobs")
+    assert "no benchmark files yet" in (tmp_path / "c.html").read_text()
+
+
+def test_the_printed_table_is_markdown_without_extra_packages(tmp_path):
+    cost = cost_module()
+    bench(tmp_path / "pretrain_a.tsv", (4.0, 300.0, 3.5))
+    text = cost.markdown(cost.cost_table(cost.read_benchmarks(tmp_path), {"pretrain_a": "teachers"}))
+    assert text.splitlines() == ["| study | jobs | wall_s | max_wall_s | cpu_s | max_rss_mb |", "|---|---|---|---|---|---|",
+                                 "| teachers | 1 | 4.0 | 4.0 | 3.5 | 300.0 |"]

@@ -181,7 +181,7 @@ CLAIM_FIELDS = ["id", "study", "stage", "source", "statement", "metric", "a", "b
                 "seeds_won", "verdict", "note"]  # claims.json's fields before power and premises
 
 
-def make_report(runs, tmp_path, status="match"):
+def make_report(runs, tmp_path, status="match", captions=None):
     config = {"profile": "default", "claims": CLAIMS,
               "teachers": {"mnist1d_convnet": {
                   "dataset": "mnist1d", "model": {"arch": "convnet"}, "train": {"epochs": 3},
@@ -189,7 +189,7 @@ def make_report(runs, tmp_path, status="match"):
     dv = tmp_path / "data_version.json"
     write_json(dv, {"committed_md5": "d41d8", "status": status, "dvc_status": {},
                     "datasets": {"digits": "aaa", "mnist1d": "bbb"}})
-    return write_report(config, runs[0], runs[1], dv, tmp_path / "report")
+    return write_report(config, runs[0], runs[1], dv, tmp_path / "report", captions)
 
 
 def test_write_report_end_to_end(runs, tmp_path):
@@ -220,6 +220,19 @@ def test_write_report_is_deterministic(runs, tmp_path):
     second = make_report(runs, tmp_path).read_bytes()
     assert first == second
     assert figs == {f.name: f.read_bytes() for f in (tmp_path / "report" / "figures").glob("*.png")}
+
+
+def test_every_figure_gets_its_readme_caption_for_snakemake_report(runs, tmp_path):
+    """The caption file of the report rule's report() flag: one block per figure it drew,
+    the README's caption, and each figure named <study>-... (its category)."""
+    readme = make_report(runs, tmp_path, captions=tmp_path / "report" / "figure-captions.rst")
+    captions = (tmp_path / "report" / "figure-captions.rst").read_text()
+    figures = sorted((tmp_path / "report" / "figures").glob("*.png"))
+    assert figures and captions.count("{% if snakemake.wildcards.figure == ") == len(figures)
+    for figure in figures:
+        assert f'snakemake.wildcards.figure == "{figure.stem}"' in captions
+        assert figure.stem.split("-", 1)[0] in {"teachers", "distill"}
+    assert "Validation accuracy per epoch" in captions and "Validation accuracy per epoch" in readme.read_text()
 
 
 def test_write_report_warns_when_data_differs(runs, tmp_path):

@@ -17,7 +17,9 @@ REPORT_README = f"{REPORT_DIR}/README.md"
 LOGS = f"logs/{PROFILE}"
 BENCHMARKS = f"{LOGS}/benchmarks"  # Snakemake's per-job wall time, CPU time, max RSS (benchmarks/pipeline_cost.py)
 
-EMBEDDED_DATASETS = sorted(name for name, spec in DATASETS.items() if spec.source is None)
+EMBEDDED_DATASETS = sorted(
+    name for name, spec in DATASETS.items() if spec.source is None
+)
 DATA_VERSION = committed_data_version("data.dvc")
 
 
@@ -32,42 +34,47 @@ def code(*parts):
     files = []
     for part in parts:
         path = Path("src/lifelearn") / part
-        files += sorted(str(p) for p in path.rglob("*.py")) if path.is_dir() else [str(path)]
+        files += (
+            sorted(str(p) for p in path.rglob("*.py")) if path.is_dir() else [str(path)]
+        )
     return files
 
 
 # What each study contributes to the report and to `rule all` (metrics.json / history.csv
 # per job and seed, plus any extra files its report section reads); report.smk consumes them.
 REPORT_INPUTS = {"metrics": [], "history": [], "extra": []}
+RULE_STUDIES = {}  # rule name -> its study, for the cost table (report.smk)
 TRAINING_RESOURCES = {k: config["resources"][k] for k in ("gpu", "mem_mb", "runtime")}
 
 
 def study_rule(job):
     """One Snakemake rule for one planned job (lifelearn.jobs.JobSpec)."""
+
     rule:
         name:
             job.rule
         input:
+            **job.inputs,
             data=[f for name in job.datasets for f in dataset_files(name)],
             code=code(*job.code),
-            **job.inputs,
         output:
             **job.outputs,
-        params:
-            job=job.params(config, DATA_VERSION),
-        threads: config["threads"] if job.training else 1
-        priority: job.priority
-        resources:
-            **(TRAINING_RESOURCES if job.training else {}),
         log:
             f"{LOGS}/{job.rule}.log",
         benchmark:
             f"{BENCHMARKS}/{job.rule}.tsv"
+        priority: job.priority
+        threads: config["threads"] if job.training else 1
+        resources:
+            **(TRAINING_RESOURCES if job.training else {}),
+        params:
+            job=job.params(config, DATA_VERSION),
         script:
             "../scripts/run_study.py"
 
     for key, files in job.report_inputs().items():
         REPORT_INPUTS[key] += files
+    RULE_STUDIES[job.rule] = job.study
 
 
 def study_rules(name):

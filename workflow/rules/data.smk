@@ -3,16 +3,16 @@
 
 
 rule prepare_data:
-    output:
-        [f"data/{{dataset}}/{f}" for f in DATASET_FILES],
     input:
         code("data", "io.py"),
-    wildcard_constraints:
-        dataset="[a-z0-9_]+",
+    output:
+        [f"data/{{dataset}}/{f}" for f in DATASET_FILES],
     log:
         f"{LOGS}/prepare_data/{{dataset}}.log",
     benchmark:
         f"{BENCHMARKS}/prepare_data/{{dataset}}.tsv"
+    wildcard_constraints:
+        dataset="[a-z0-9_]+",
     script:
         "../scripts/prepare_data.py"
 
@@ -20,12 +20,12 @@ rule prepare_data:
 rule data_version:
     """Compare the regenerated data/ with the version data.dvc records (inputs not
     ancient: regenerated data is always re-checked)."""
-    output:
-        f"{RESULTS}/data_version.json",
     input:
         data=[f"data/{name}/{f}" for name in EMBEDDED_DATASETS for f in DATASET_FILES],
         dvc=[p for p in ["data.dvc"] if Path(p).exists()],
         code=code("data/version.py"),
+    output:
+        f"{RESULTS}/data_version.json",
     log:
         f"{LOGS}/data_version.log",
     benchmark:

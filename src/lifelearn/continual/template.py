@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from lifelearn.continual.scenarios import Scenario, Task
+from lifelearn.progress import Progress
 from lifelearn.train.optim import build_optimizer, build_scheduler
 
 NEG = -1e9  # logit of a class masked out (task-incremental); finite so CE stays finite
@@ -57,6 +58,7 @@ class ContinualLearner:
         self.seed, self.generator = seed, torch.Generator().manual_seed(seed)
         self.iteration, self.current_task, self.train_seconds = 0, -1, 0.0
         self.seen_classes: list[int] = []
+        self.progress: Progress | None = None  # the stream's iterations, while fit() runs
         providers = [p for p in self.plugins if type(p).batch_loss is not Plugin.batch_loss]
         if len(providers) > 1:
             raise ValueError(f"at most one strategy may replace the batch loss, got {[p.name for p in providers]}")
@@ -103,6 +105,8 @@ class ContinualLearner:
         optimizer = build_optimizer(self.model.parameters(), self.cfg)
         scheduler = build_scheduler(optimizer, self.cfg)
         bs = self.cfg["batch_size"]
+        if self.progress is not None and len(y) != len(task.y_train):  # joint: all tasks seen so far
+            self.progress.add_total(self.cfg["epochs"] * (_batches(len(y), bs) - _batches(len(task.y_train), bs)))
         self.model.train()
         for _ in range(self.cfg["epochs"]):
             order = torch.randperm(len(y), generator=self.generator)
@@ -120,6 +124,8 @@ class ContinualLearner:
                     p.after_step(self, xb, yb, tb)
                 self.train_seconds += time.perf_counter() - start
                 self.iteration += 1
+                if self.progress is not None:
+                    self.progress.update()
                 if self.evaluator is not None:
                     self.evaluator.after_iteration(self)
             if scheduler is not None:
@@ -130,5 +136,18 @@ class ContinualLearner:
             self.evaluator.after_task(self)
 
     def fit(self) -> None:
-        for task in self.scenario.tasks:
-            self.train_task(task)
+        """Train every task in order, with the stream's progress on stderr (lifelearn.progress)."""
+        planned = sum(self.cfg["epochs"] * _batches(len(task.y_train), self.cfg["batch_size"])
+                      for task in self.scenario.tasks)
+        self.progress = Progress(f"continual seed{self.seed} iterations", self.iteration + planned,
+                                 initial=self.iteration)
+        try:
+            for task in self.scenario.tasks:
+                self.train_task(task)
+        finally:
+            self.progress.close()
+            self.progress = None
+
+
+def _batches(n: int, batch_size: int) -> int:
+    return -(-n // batch_size)

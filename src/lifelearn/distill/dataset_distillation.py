@@ -44,6 +44,7 @@ from torch.nn import functional as F
 
 from lifelearn.io import atomic_path
 from lifelearn.models import build_model
+from lifelearn.progress import Progress
 
 SWITCHES = ("representative_init", "balanced_loss", "intermediate_matching", "weight_perturbation", "inner_momentum")
 INNER_MOMENTUM = 0.9
@@ -103,6 +104,7 @@ def train_expert(model: nn.Module, x: torch.Tensor, y: torch.Tensor, train_cfg: 
             return (model(x_val).argmax(1) == y_val).float().mean().item()
 
     traj, losses, accs = [flat_params(model)], [], [val_acc()]
+    steps = Progress(f"expert seed{seed} steps", train_cfg["epochs"] * math.ceil(len(y) / bs))
     for epoch in range(train_cfg["epochs"]):
         order = torch.randperm(len(y), generator=gen)
         total = 0.0
@@ -117,6 +119,7 @@ def train_expert(model: nn.Module, x: torch.Tensor, y: torch.Tensor, train_cfg: 
             loss.backward()
             opt.step()
             total += ce.detach().sum().item()
+            steps.update()
         losses.append(total / len(y))
         traj.append(flat_params(model))
         accs.append(val_acc())
@@ -303,6 +306,7 @@ def distill(model: nn.Module, trajectories: list[torch.Tensor], x_init: torch.Te
         opt_lr.load_state_dict(state["opt_lr"])
         gen.set_state(state["generator"])
         history, first = list(state["history"]), int(state["iteration"])
+    iterations = Progress(f"distill ipc{s.ipc} seed{seed} iterations", s.iterations, initial=first)
     for it in range(first, s.iterations):
         e = int(torch.randint(len(trajectories), (1,), generator=gen))
         t = int(torch.randint(max_start, (1,), generator=gen))  # t < max_start_epoch
@@ -328,6 +332,7 @@ def distill(model: nn.Module, trajectories: list[torch.Tensor], x_init: torch.Te
             save_progress(progress, {"iteration": it + 1, "x": x_syn.detach(), "log_lr": log_lr.detach(),
                                      "opt_img": opt_img.state_dict(), "opt_lr": opt_lr.state_dict(),
                                      "generator": gen.get_state(), "history": history})
+        iterations.update()
     return {"x": x_syn.detach(), "lr": float(log_lr.detach().exp()), "history": history}
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from lifelearn.progress import Progress
+
 RANDOM_STARTS = ("uniform", "normal", "none")
 # Values robustness_metrics' `{prefix}_<key>` can take: shares of the n samples, and their mean.
 METRIC_RANGES = {"clean_acc": (0.0, 1.0), "pgd_acc": (0.0, 1.0), "weighted_robust_acc": (0.0, 1.0)}
@@ -86,11 +88,13 @@ def robustness_metrics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     was_training = model.training
     model.eval()
     clean = adv = 0
+    batches = Progress(f"{prefix} PGD-{attack_settings(attack)[2]} batches", -(-len(y) // batch_size))
     try:
         for i in range(0, len(y), batch_size):
             xb, yb = x[i : i + batch_size], y[i : i + batch_size]
             clean += _correct(model, xb, yb)
             adv += _correct(model, pgd_from_config(model, xb, yb, attack, gen), yb)
+            batches.update()
     finally:
         model.train(was_training)
     n = len(y)
