@@ -82,6 +82,9 @@ def run_snakemake_job(smk) -> list:
     from lifelearn.jobs import Job, Paths
     from lifelearn.tracking import RunContext
 
+    from lifelearn import progress
+
+    progress.configure(bar=smk.config.get("progress_bar", False))  # a log file gets lines either way
     with output_to(smk.log[0] if smk.log else None):
         params = smk.params.job
         ctx = RunContext.for_job(smk.config["profile"], params["data_version"], rule=smk.rule,

@@ -65,6 +65,21 @@ def write_history(path: Path, history: list[dict]) -> None:
         pd.DataFrame(history).to_csv(tmp, index=False, float_format="%.6g")
 
 
+def training_subset(ds, n: int | None, seed: int):
+    """`ds` with its training split cut to a stratified `n` of its samples, drawn by the run's
+    seed (train option `train_samples`: the low-data regime where a student overfits and
+    a teacher's soft labels carry what the labels alone do not; Hinton et al. 2015, sec. 3);
+    val and test untouched. None: the whole split."""
+    if n is None or n >= len(ds.y_train):
+        return ds
+    from dataclasses import replace
+
+    from lifelearn.data.splits import stratified_split
+
+    _, subset = stratified_split(ds.y_train, int(n), seed)
+    return replace(ds, x_train=ds.x_train[subset], y_train=ds.y_train[subset])
+
+
 def train_and_test(ds, model_spec: dict, train_cfg: dict, build_module: Callable, seed: int, trainer_cfg: dict,
                    workdir: Path | None = None, logger=False, evaluate: Callable | None = None,
                    val_every: int = 1, split: str = "test") -> tuple[dict, pl.LightningModule]:
@@ -74,6 +89,7 @@ def train_and_test(ds, model_spec: dict, train_cfg: dict, build_module: Callable
     Returns the metrics (`split` accuracy/loss/per-class accuracy, `evaluate`'s additions on
     the same split, the last epoch's val_acc, epochs, train_seconds) and the module."""
     pl.seed_everything(seed, workers=True)
+    ds = training_subset(ds, train_cfg.get("train_samples"), seed)
     model = build_model(model_spec, ds.input_shape, ds.num_classes, ds.mean, ds.std)
     module = build_module(model, ds)
     datamodule = InMemoryDataModule(ds, train_cfg["batch_size"], train_cfg.get("eval_batch_size", 1024),
