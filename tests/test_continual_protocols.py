@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -64,3 +65,88 @@ def test_the_uer_study_gives_er_the_sum_and_both_the_same_lr_selection():
             assert runs[er]["strategies"]["er"]["combine"] == "sum"
             assert runs[er]["tune"] == runs[uer]["tune"] and list(runs[er]["tune"]["grid"]) == ["train.lr"]
         assert runs["ci_er"]["strategies"]["er"].get("combine", "mean") == "mean"
+
+
+# ---- the no-switch control ------------------------------------------------------------------------
+def _digits_like(n_per_class=(30, 20, 25, 35, 40, 22, 28, 31, 26, 33)):
+    """A fake dataset with unequal class sizes, so proportions are not trivially equal."""
+    from dataclasses import replace
+
+    from test_continual import fake_dataset
+
+    ds = fake_dataset(n_per_class=max(n_per_class))
+    keep = np.concatenate([np.nonzero(ds.y_train == c)[0][:n] for c, n in enumerate(n_per_class)])
+    return replace(ds, x_train=ds.x_train[keep], y_train=ds.y_train[keep])
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_the_no_switch_stream_has_the_real_length_and_class_proportions_per_segment(seed):
+    from lifelearn.continual.scenarios import build_stream
+
+    ds = _digits_like()
+    real = build_stream(ds, "class_incremental", 5, seed)
+    ctrl = build_stream(ds, "class_incremental", 5, seed, "no_switch")
+    shown = np.zeros(10)
+    for i, (r, c) in enumerate(zip(real.tasks, ctrl.tasks)):
+        assert len(c.y_train) == len(r.y_train) and c.classes == r.classes
+        assert torch.equal(c.x_test, r.x_test) and torch.equal(c.y_test, r.y_test)
+        shown += np.bincount(r.y_train.numpy(), minlength=10)   # what the real stream showed up to segment i
+        got = np.bincount(c.y_train.numpy(), minlength=10)
+        want = len(r.y_train) * shown / shown.sum()
+        assert np.all(np.abs(got - want) < 1), (i, got, want)   # largest remainder: within one sample
+        seen = set().union(*(t.classes for t in real.tasks[:i + 1]))
+        assert set(np.unique(c.y_train.numpy())) <= seen
+        # drawn without replacement from the union of the seen tasks' training samples
+        pool = torch.cat([t.x_train for t in real.tasks[:i + 1]]).flatten(1)
+        rows = {tuple(v.tolist()) for v in pool}
+        assert all(tuple(v.tolist()) in rows for v in c.x_train.flatten(1))
+    assert ctrl.tasks[0].y_train.sort().values.tolist() == real.tasks[0].y_train.sort().values.tolist()
+
+
+def test_the_control_is_trained_and_evaluated_on_the_real_schedule():
+    from lifelearn.continual.evaluation import ContinualEvaluator
+    from lifelearn.continual.scenarios import build_stream
+    from lifelearn.continual.strategies import build_plugins
+    from lifelearn.continual.template import ContinualLearner
+    from lifelearn.models import build_model
+
+    ds = _digits_like()
+    rows = {}
+    for stream in ("tasks", "no_switch"):
+        sc = build_stream(ds, "class_incremental", 5, 0, stream)
+        torch.manual_seed(0)
+        model = build_model({"arch": "mlp", "hidden": [8]}, ds.input_shape, 10)
+        ev = ContinualEvaluator(sc, every=1, subset=7, seed=0)
+        ContinualLearner(model, sc, build_plugins({"er": {"buffer": 20, "replay_batch": 4, "combine": "sum"}}),
+                         {"epochs": 1, "batch_size": 8, "optimizer": "sgd", "lr": 0.1}, seed=0, evaluator=ev).fit()
+        rows[stream] = [(r["iteration"], r["current_task"], r["eval_task"]) for r in ev.rows]
+    assert rows["tasks"] == rows["no_switch"]
+    with pytest.raises(ValueError, match="task-incremental"):
+        build_stream(ds, "task_incremental", 5, 0, "no_switch")
+
+
+def test_a_control_takes_the_learning_rate_its_real_run_selected():
+    from lifelearn.config import load_config
+    from lifelearn.jobs import Layout
+    from lifelearn.studies import continual
+    from lifelearn.tuning import TUNED
+    from conftest import REPO
+
+    cfg = load_config(REPO / "config", "smoke")
+    jobs = {j.rule: j for j in continual.jobs(cfg, Layout("smoke"))}
+    ctrl = jobs["continual_online_er_m100_noswitch"]
+    assert ctrl.spec["train"]["lr"] == TUNED and ctrl.spec["stream"] == "no_switch"
+    assert ctrl.inputs["selection"] == jobs["continual_online_er_m100_select"].outputs["selection"]
+    assert not any(r.startswith("continual_online_er_m100_noswitch_tune") for r in jobs)
+
+
+def test_the_report_states_the_er_combination_and_the_windows_in_iterations():
+    from lifelearn.config import load_config
+    from lifelearn.report.sections.continual import _er_line, _window_line
+    from conftest import REPO
+
+    cfg = load_config(REPO / "config", "default")
+    line = _er_line(cfg, "online_ci")
+    assert "CE(current) + CE(replay)" in line and "`online_er_m100`" in line and "`online_er_m100_noswitch`" in line
+    assert "one CE over current + replay" in _er_line(cfg, "class_il")
+    assert "WF^10 / WP^10 span 10 evaluations = 50 iterations" in _window_line(cfg, "pretrained_ci")
