@@ -150,3 +150,81 @@ def test_the_report_states_the_er_combination_and_the_windows_in_iterations():
     assert "CE(current) + CE(replay)" in line and "`online_er_m100`" in line and "`online_er_m100_noswitch`" in line
     assert "one CE over current + replay" in _er_line(cfg, "class_il")
     assert "WF^10 / WP^10 span 10 evaluations = 50 iterations" in _window_line(cfg, "pretrained_ci")
+
+
+# ---- Smith et al. 2023: LwF-MC, regularisation from the pretrained start ------------------------------
+def test_lwf_mc_loss_matches_a_hand_computed_bce():
+    from lifelearn.continual.strategies.lwf_mc import lwf_mc_loss
+
+    # 3 classes; class 0 old (previous model's logit 0 -> target 0.5), y = 1 (current), class 2 unseen (target 0)
+    z = torch.tensor([[1.0, 2.0, -1.0]])
+    loss = lwf_mc_loss(z, torch.tensor([1]), torch.tensor([[0.0]]), [0]).item()
+    s = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+    bce = lambda p, q: -(q * math.log(p) + (1 - q) * math.log(1 - p))  # noqa: E731
+    expected = (bce(s(1.0), 0.5) + bce(s(2.0), 1.0) + bce(s(-1.0), 0.0)) / 3
+    assert loss == pytest.approx(expected, rel=1e-6)
+    # without a previous model: the one-hot target
+    assert lwf_mc_loss(z, torch.tensor([1]), None, []).item() == pytest.approx(
+        (bce(s(1.0), 0.0) + bce(s(2.0), 1.0) + bce(s(-1.0), 0.0)) / 3, rel=1e-6)
+
+
+def _pretrained_learner(strategies):
+    from lifelearn.continual.scenarios import build_scenario
+    from lifelearn.continual.strategies import build_plugins
+    from lifelearn.continual.template import ContinualLearner
+    from lifelearn.models import build_model
+    from test_continual import fake_dataset
+
+    ds = fake_dataset()
+    sc = build_scenario(ds, "class_incremental", 5, seed=0)
+    torch.manual_seed(0)
+    model = build_model({"arch": "mlp", "hidden": [8]}, ds.input_shape, 10)
+    plugins = build_plugins(strategies)
+    return ContinualLearner(model, sc, plugins, {"epochs": 1, "batch_size": 8, "optimizer": "sgd", "lr": 0.5},
+                            seed=0), plugins, sc
+
+
+def test_l2_from_start_is_anchored_at_the_pretrained_weights_and_acts_in_task_1():
+    learner, (l2,), sc = _pretrained_learner({"l2": {"weight": 1.0, "backbone_only": True, "from_start": True}})
+    start = {k: v.detach().clone() for k, v in learner.model.named_parameters()}
+    task = sc.tasks[0]
+    learner.current_task, learner.seen_classes = 0, list(task.classes)
+    l2.before_task(learner, task)
+    assert set(l2.anchor) == {k for k in start if not k.startswith("head.")}
+    assert all(torch.equal(l2.anchor[k], start[k]) for k in l2.anchor)
+    x, y, t = task.x_train[:8], task.y_train[:8], learner.task_ids(task, 8)
+    assert l2.extra_loss(learner, x, y, t, None, None).item() == 0.0
+    opt = torch.optim.SGD(learner.model.parameters(), lr=0.5)
+    opt.zero_grad()
+    learner.step_loss(x, y, t).backward()
+    opt.step()
+    penalty = l2.extra_loss(learner, x, y, t, None, None).item()
+    backbone = sum((p - start[k]).pow(2).sum().item() for k, p in learner.model.named_parameters()
+                   if not k.startswith("head."))
+    assert penalty > 0 and penalty == pytest.approx(backbone, rel=1e-5)
+    # the head moved too, but is not penalised
+    assert not torch.equal(learner.model.head.weight, start["head.weight"])
+
+
+def test_plain_l2_and_ewc_wait_for_task_1_and_ewc_from_start_has_zero_fisher_in_task_1():
+    learner, (l2, ewc), sc = _pretrained_learner({"l2": {}, "ewc": {"backbone_only": True, "from_start": True}})
+    task = sc.tasks[0]
+    learner.current_task, learner.seen_classes = 0, list(task.classes)
+    l2.before_task(learner, task), ewc.before_task(learner, task)
+    assert l2.anchor is None
+    assert all(float(f.abs().sum()) == 0 for f in ewc.fisher.values()) and "head.weight" not in ewc.anchor
+    learner.train_task(task)
+    assert set(ewc.fisher) == set(ewc.anchor) and any(float(f.sum()) > 0 for f in ewc.fisher.values())
+    assert "head.weight" in l2.anchor
+
+
+def test_the_smith_pair_uses_lwf_mc_and_backbone_regularisation_from_the_start():
+    from lifelearn.config import load_config
+    from conftest import REPO
+
+    runs = load_config(REPO / "config", "default")["continual"]["runs"]
+    for name, reg in (("pt_lwf_l2", "l2"), ("pt_lwf_ewc", "ewc")):
+        s = runs[name]["strategies"]
+        assert "lwf_mc" in s and "lwf" not in s
+        assert s[reg]["backbone_only"] and s[reg]["from_start"]
+        assert list(runs[name]["tune"]["grid"]) == [f"strategies.{reg}.weight"]
