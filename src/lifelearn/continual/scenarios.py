@@ -95,3 +95,54 @@ def build_scenario(ds, kind: str, n_tasks: int, seed: int) -> Scenario:
         if kind == "class_incremental":
             masks[:] = True
     return Scenario(kind, C, tuple(tasks), masks)
+
+
+STREAMS = ("tasks", "no_switch")
+
+
+def _largest_remainder(total: int, weights: np.ndarray) -> np.ndarray:
+    """Non-negative integers proportional to `weights` summing to `total` (Hamilton's method)."""
+    share = total * weights / weights.sum()
+    counts = np.floor(share).astype(int)
+    rest = total - counts.sum()
+    counts[np.argsort(-(share - counts), kind="stable")[:rest]] += 1
+    return counts
+
+
+def no_switch_scenario(scenario: Scenario, seed: int) -> Scenario:
+    """The no-switch control of a class- or domain-incremental stream (PAPERS.md section 7;
+    De Lange et al. 2023's stability gap measured against noise): segment i keeps task i's
+    training-set size (so the stream has the real one's length, batch for batch, and the same
+    evaluation schedule: tasks 0..i are evaluated during segment i, on the same test subsets),
+    but its samples are drawn, without replacement, from the union of the training data of
+    tasks 0..i with each class in the proportion it has in that union, i.e. in the proportion
+    the real stream has shown it up to the end of segment i. So the stream never switches
+    distribution abruptly: a dip of an old task's accuracy in it is noise, not a stability gap.
+    Each segment's classes and test data stay the real task's (what it is evaluated on, and
+    the classes it adds to the seen set). Drawn from its own generator (seed + 15485863)."""
+    if scenario.task_aware:
+        raise ValueError("a no-switch control needs a class- or domain-incremental stream "
+                         "(task-incremental samples carry their task's mask)")
+    g = np.random.default_rng(seed + 15485863)
+    tasks = []
+    for i, task in enumerate(scenario.tasks):
+        xs = torch.cat([t.x_train for t in scenario.tasks[:i + 1]])
+        ys = torch.cat([t.y_train for t in scenario.tasks[:i + 1]])
+        # domain-incremental: every task has every class; the pool's "classes" are (task, class)
+        groups = torch.cat([t.y_train + k * scenario.num_classes for k, t in enumerate(scenario.tasks[:i + 1])]) \
+            if scenario.kind == "domain_incremental" else ys
+        keys, sizes = np.unique(groups.numpy(), return_counts=True)
+        counts = _largest_remainder(len(task.y_train), sizes.astype(float))
+        picked = np.concatenate([g.choice(np.nonzero(groups.numpy() == k)[0], c, replace=False)
+                                 for k, c in zip(keys, counts)])
+        picked = torch.from_numpy(g.permutation(picked))
+        tasks.append(Task(task.task_id, task.classes, xs[picked], ys[picked], task.x_test, task.y_test))
+    return Scenario(scenario.kind, scenario.num_classes, tuple(tasks), scenario.masks)
+
+
+def build_stream(ds, kind: str, n_tasks: int, seed: int, stream: str = "tasks") -> Scenario:
+    """build_scenario, or its no-switch control (`stream: no_switch`)."""
+    if stream not in STREAMS:
+        raise ValueError(f"stream must be one of {STREAMS}, got {stream!r}")
+    scenario = build_scenario(ds, kind, n_tasks, seed)
+    return no_switch_scenario(scenario, seed) if stream == "no_switch" else scenario

@@ -46,6 +46,8 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
     """continual_<run> and continual_eval_<run> for every run, in name order."""
     from lifelearn.continual.configs import (check_synthetic_sets, expert_run, init_checkpoint_dir,
                                              resolved_runs, synthetic_sets)
+    from dataclasses import replace
+
     from lifelearn import tuning
     from lifelearn.studies import check_names
 
@@ -68,8 +70,12 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
                            code=(*TRAIN_CODE, *tuning.CODE), datasets=(spec["dataset"],), inputs=inputs,
                            report={"history": files["history"], "extra": files["stream"] + files["matrix"]})
 
-        out += tuning.plan(f"continual_{name}", name, run, (), seeds, f"continual.runs.{name}", make_job,
-                           f"{layout.results}/{STUDY}/tuning")
+        spec, shared = shared_selection(runs, name, run, f"{layout.results}/{STUDY}/tuning")
+        planned = tuning.plan(f"continual_{name}", name, spec, (), seeds, f"continual.runs.{name}", make_job,
+                              f"{layout.results}/{STUDY}/tuning")
+        if shared:  # the final job reads the selection of the run it controls
+            planned[-1] = replace(planned[-1], inputs={**planned[-1].inputs, "selection": [shared]})
+        out += planned
         files = {key: layout.seed_files(STUDY, name, seeds, f) for key, f in TRAIN_FILES.items()}
         expert = expert_run(runs, name)
         evaluation = layout.seed_files(STUDY, name, seeds, "evaluation.json")
@@ -81,6 +87,27 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
                            outputs={"evaluation": evaluation, "summary": [summary]}, training=False,
                            report={"metrics": evaluation, "extra": [summary]}))
     return out
+
+
+def shared_selection(runs: dict, name: str, run: dict, selection_dir: str) -> tuple[dict, str | None]:
+    """A run with `tune_from: <run>` (a control, e.g. the no-switch stream of a tuned run)
+    takes that run's selected values instead of tuning its own: its spec holds TUNED at the
+    source's grid keys and its final job reads the source's selection.json (the path
+    returned), so the control trains with exactly the real run's chosen learning rate."""
+    from lifelearn import tuning
+
+    source = run.get("tune_from")
+    if not source:
+        return run, None
+    where = f"continual.runs.{name}.tune_from"
+    if run.get("tune"):
+        raise ValueError(f"{where}: a run takes its values from another run's selection or tunes its own, not both")
+    if source not in runs or not runs[source].get("tune"):
+        raise ValueError(f"{where}: {source!r} is not a run with a tune block")
+    grid = runs[source]["tune"]["grid"]
+    for key in grid:
+        tuning.entry_value(run, key, f"continual.runs.{name}")
+    return tuning.apply_point(run, dict.fromkeys(grid, tuning.TUNED)), f"{selection_dir}/{source}/{tuning.SELECTION_FILE}"
 
 
 def check_tuning(config: dict, runs: dict) -> None:
@@ -163,7 +190,7 @@ def train_seed(job, ds, data_dir: Path, seed: int, out: dict, init_dir: Path | N
     import torch
 
     from lifelearn.continual.evaluation import ContinualEvaluator
-    from lifelearn.continual.scenarios import build_scenario
+    from lifelearn.continual.scenarios import build_stream
     from lifelearn.continual.starts import init_model, random_init_model
     from lifelearn.continual.strategies import build_plugins
     from lifelearn.continual.template import ContinualLearner
@@ -176,7 +203,7 @@ def train_seed(job, ds, data_dir: Path, seed: int, out: dict, init_dir: Path | N
     cfg, name = job.spec, run_name(job)
     torch.manual_seed(seed)
     np.random.seed(seed)
-    scenario = build_scenario(ds, cfg["scenario"], cfg["n_tasks"], seed)
+    scenario = build_stream(ds, cfg["scenario"], cfg["n_tasks"], seed, cfg.get("stream", "tasks"))
     model, arch = init_model(cfg, ds, seed, init_dir)
     plugins = build_plugins(strategies_for_seed(cfg["strategies"], seed, synthetic_root),
                             cfg.get("refresh", False), cfg.get("refresh_params"))

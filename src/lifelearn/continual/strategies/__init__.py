@@ -14,11 +14,12 @@ from lifelearn.continual.strategies.finetune import Finetune
 from lifelearn.continual.strategies.joint import Joint
 from lifelearn.continual.strategies.l2 import L2
 from lifelearn.continual.strategies.lwf import LwF
+from lifelearn.continual.strategies.lwf_mc import LwFMC
 from lifelearn.continual.strategies.single_task import SingleTask
 from lifelearn.continual.strategies.synthetic_er import SyntheticER
 from lifelearn.continual.strategies.uer import UER
 
-STRATEGIES = {cls.name: cls for cls in (Finetune, Joint, SingleTask, L2, EWC, LwF, FeatKD, ER, UER, SyntheticER)}
+STRATEGIES = {cls.name: cls for cls in (Finetune, Joint, SingleTask, L2, EWC, LwF, LwFMC, FeatKD, ER, UER, SyntheticER)}
 
 
 def strategy_names() -> list[str]:

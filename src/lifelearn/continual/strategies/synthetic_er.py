@@ -26,6 +26,7 @@ class SyntheticER(ER):
                              "(the dataset_distillation stage writes it)")
         self.synthetic, self.data_dir = synthetic, Path(data_dir)
         self.replay_batch, self.buffer, self.x, self.y = int(replay_batch), None, None, None
+        self.combine = "mean"  # ER's default (one CE over the concatenation)
 
     def before_task(self, learner, task):
         if self.buffer is not None:

@@ -34,7 +34,7 @@ ACCURACY_COLUMNS = [("ACC", "avg_acc", 100), ("AIA", "avg_incremental_acc", 100)
                     ("BWT", "bwt", 100), ("FWT", "fwt", 100), ("min-ACC", "min_acc", 100), ("WC-ACC", "wc_acc", 100)]
 DYNAMICS_COLUMNS = [("gap depth", "gap_depth", 100), ("gap drop", "gap_drop", 100),
                     ("recovery", "gap_recovery", 100), ("iters to half recovery", "gap_recover_iters", 1),
-                    ("WF^10", "wf10", 100), ("WP^10", "wp10", 100), ("PM", "perf_maintenance", 100),
+                    ("WF^10 (10 evals)", "wf10", 100), ("WP^10 (10 evals)", "wp10", 100), ("PM", "perf_maintenance", 100),
                     ("FT", "forward_transfer", 1), ("BT", "backward_transfer", 1),
                     ("rel. to expert", "relative_to_expert", 1), ("sample eff.", "sample_efficiency", 1)]
 SYNTHETIC_NOTE = (
@@ -74,6 +74,38 @@ def _describe(config: dict, setting: str) -> str:
     return (f"{s['dataset']}, {s['scenario'].replace('_', '-')}, {s['n_tasks']} tasks, start: {model}, "
             f"{t['epochs']} epoch(s) a task, batch {t['batch_size']}, {t['optimizer']} lr {t['lr']}, "
             f"evaluation every {s['eval']['every']} iteration(s)")
+
+
+ER_COMBINE = {"mean": "one CE over current + replay samples (Mammoth models/er.py)",
+              "sum": "CE(current) + CE(replay) (RaptorMai/online-continual-learning agents/exp_replay.py)"}
+CONTROL_NOTE = (
+    "`*_noswitch` rows are the no-switch control of the run they name: the same stream length, evaluation "
+    "schedule and test subsets, with each segment drawn from the classes seen so far in the real stream's "
+    "proportions, so its dips are evaluation noise and its stability-gap statistics are the noise floor "
+    "the real run's are judged against (claims with `control:`, seed by seed). It trains with the "
+    "learning rate its real run selected on validation."
+)
+
+
+def _er_line(config: dict, setting: str) -> str:
+    """How the ER runs of `setting` combine their two CE terms (strategy er, key combine)."""
+    runs = (config.get("continual") or {}).get("runs") or {}
+    forms: dict[str, list[str]] = {}
+    for name, run in sorted(runs.items()):
+        if run.get("setting") == setting and "er" in (run.get("strategies") or {}):
+            forms.setdefault((run["strategies"]["er"] or {}).get("combine", "mean"), []).append(f"`{name}`")
+    return "; ".join(f"ER loss {ER_COMBINE[k]}: {', '.join(v)}" for k, v in sorted(forms.items()))
+
+
+def _window_line(config: dict, setting: str) -> str:
+    """WF^w / WP^w in iterations: w evaluations, one every `eval.every` iterations."""
+    s = ((config.get("continual") or {}).get("settings") or {}).get(setting) or {}
+    every = (s.get("eval") or {}).get("every", 1)
+    windows = ((config.get("continual") or {}).get("evaluation") or {}).get("windows", [10, 100])
+    if not every:
+        return ""
+    return ("Windows in iterations: " + ", ".join(f"WF^{w} / WP^{w} span {w} evaluations = {w * every} iterations"
+                                                  for w in windows) + f" (one evaluation every {every}).")
 
 
 def _mean_matrix(dirs: list[str]) -> np.ndarray:
@@ -211,7 +243,7 @@ def section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config: dict) -
         by_run = list(sub.groupby("name", sort=True))
         groups = {name: sorted(g["result_dir"]) for name, g in by_run}
         described = _describe(config, setting)
-        parts += [f"### Setting `{setting}`", described,
+        parts += [f"### Setting `{setting}`", described, _er_line(config, setting),
                   "Accuracy (%), mean ± std over seeds:",
                   md_table(["run", "seeds", *(c[0] for c in ACCURACY_COLUMNS), "train steps/s"],
                            [row + [number(column(g, "steps_per_second").mean(), "{:.0f}")]
@@ -219,7 +251,10 @@ def section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config: dict) -
                   "Stability gap, windowed forgetting / plasticity (points of accuracy) and lifelong-learning "
                   "metrics (PM in points; FT, BT as contrasts; relative performance and sample efficiency "
                   "as ratios to the single-task experts), mean ± std over seeds:",
-                  md_table(["run", "seeds", *(c[0] for c in DYNAMICS_COLUMNS)], _table(by_run, DYNAMICS_COLUMNS))]
+                  md_table(["run", "seeds", *(c[0] for c in DYNAMICS_COLUMNS)], _table(by_run, DYNAMICS_COLUMNS)),
+                  _window_line(config, setting)]
+        if any(n.endswith("_noswitch") for n in groups):
+            parts.append(CONTROL_NOTE)
         if "teacher:" in described:
             parts.append(PRETRAINED_NOTE)
         if any("synthetic_er" in n for n in groups):
