@@ -60,7 +60,7 @@ def test_study_files_merge_into_one_config_with_claims_in_study_order():
 
 def test_overrides_merge_on_top_like_configfile_and_the_profile_last():
     cfg = load_config(CONFIG, "default", {"tgeo_kd": {"train": {"epochs": 7}}})
-    assert cfg["tgeo_kd"]["train"]["epochs"] == 7 and cfg["tgeo_kd"]["train"]["lr"] == 0.01
+    assert cfg["tgeo_kd"]["train"]["epochs"] == 7 and cfg["tgeo_kd"]["train"]["lr"] == 0.03
     smoke = load_config(CONFIG, "smoke", {"profiles": {"smoke": {"tgeo_kd": {"train": {"epochs": 7}}}}})
     assert smoke["tgeo_kd"]["train"]["epochs"] == 7 and smoke["tgeo_kd"]["student"] == {"arch": "mlp", "hidden": [16]}
 

@@ -50,14 +50,16 @@ def test_ledger_of_a_distillation_claim(tmp_path):
 
 def test_ledger_names_the_attacks_and_a_tuned_method(tmp_path):
     config = CONFIG | {"tgeo_kd": CONFIG["tgeo_kd"] | {"methods": {"kd": {"alpha": 0.9, "tau": 4.0,
-                                                                            "tune": {"alpha": [0.5, 0.9]}}}}}
+                                                                            "tune": {"grid": {"alpha": [0.5, 0.9]},
+                                                                                     "metric": "val_acc",
+                                                                                     "seeds": [0]}}}}}
     ledger = claim_ledger(TEACHER, results(), plan(config), tmp_path / "data", tmp_path)
     (teacher,) = ledger.values()
     assert teacher["training attack"] == "PGD-10, eps 0.1, step 0.01, uniform start"
     assert teacher["evaluation attack"] == "PGD-20, eps 0.1, step 0.01, uniform start"
     assert teacher["test samples"] == "n/a" and teacher["teacher / expert checkpoints (md5)"] == "none"
     kd = claim_ledger(KD_BEATS_CE, results(), plan(config), tmp_path / "data", tmp_path)["A `kd`"]
-    assert kd["selection split"] == "validation (tune)"
+    assert kd["selection split"].startswith("validation, `val_acc` (2 points x 1 seed(s) (0) x ")
 
 
 def test_settings_come_from_upstream_jobs_and_the_walk_stops_at_checkpoints():

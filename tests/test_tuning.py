@@ -110,7 +110,9 @@ def test_the_papers_baselines_are_tuned_with_the_budget_of_their_method(profile)
     assert grids[("continual", "pt_lwf_l2")] == {"strategies.l2.weight"}
     assert grids[("continual", "pt_lwf_ewc")] == {"strategies.ewc.weight"}
     if profile != "smoke":  # the smoke profile tunes one key per method, two points
-        assert grids[("mtard", "ard")] == {"alpha", "tau"} and grids[("tgeo_kd", "kd")] == {"alpha", "tau"}
+        assert grids[("mtard", "ard")] == {"alpha", "tau"}
+        assert grids[("tgeo_kd", "kd")] == {"alpha", "tau", "train.weight_decay"}
+        assert grids[("tgeo_kd", "ce")] == {"train.lr", "train.weight_decay"}
     for claim in cfg["claims"]:
         a, b = (claim["study"], claim["a"]), (claim["study"], claim.get("b"))
         if a in selects and b in selects:

@@ -44,11 +44,11 @@ EVALUATE_CODE = ("studies/continual.py", "evaluate/continual_metrics.py", "stats
 
 def jobs(config: dict, layout: Layout) -> list[JobSpec]:
     """continual_<run> and continual_eval_<run> for every run, in name order."""
-    from lifelearn.continual.configs import (check_synthetic_sets, expert_run, init_checkpoint_dir,
-                                             resolved_runs, synthetic_sets)
     from dataclasses import replace
 
     from lifelearn import tuning
+    from lifelearn.continual.configs import (check_synthetic_sets, expert_run, init_checkpoint_dir,
+                                             resolved_runs, synthetic_sets)
     from lifelearn.studies import check_names
 
     runs = resolved_runs(config)
@@ -106,8 +106,9 @@ def shared_selection(runs: dict, name: str, run: dict, selection_dir: str) -> tu
         raise ValueError(f"{where}: {source!r} is not a run with a tune block")
     grid = runs[source]["tune"]["grid"]
     for key in grid:
-        tuning.entry_value(run, key, f"continual.runs.{name}")
-    return tuning.apply_point(run, dict.fromkeys(grid, tuning.TUNED)), f"{selection_dir}/{source}/{tuning.SELECTION_FILE}"
+        tuning.check_key(run, tuning.key_path(run, (), key), key, f"continual.runs.{name}")
+    return (tuning.apply_point(run, (), dict.fromkeys(grid, tuning.TUNED)),
+            f"{selection_dir}/{source}/{tuning.SELECTION_FILE}")
 
 
 def check_tuning(config: dict, runs: dict) -> None:
