@@ -17,7 +17,7 @@ from lifelearn.jobs import COMMON_CODE, LONG_CHAIN_PRIORITY, MODEL_EVALUATION, J
 
 STUDY = STAGE = "mtard"
 CODE = ("studies/mtard.py", "studies/teachers.py", "distill/kd.py", "distill/ard.py", "distill/mtard.py",
-        "train", "models", *MODEL_EVALUATION, "data", *COMMON_CODE)
+        "train", "models", *MODEL_EVALUATION, "evaluate/autoattack.py", "data", *COMMON_CODE)
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def run(job, paths) -> list:
     for i, (seed, out) in enumerate(zip(job.seeds, seed_outputs(paths))):
         teachers = {role: load_model(paths.input(role)[i]) for role in method.teachers}
         build = lambda model, ds, teachers=teachers: method.build(model, spec, teachers)  # noqa: E731
+        evaluate = robustness_evaluator(spec["eval_attack"], seed, spec.get("autoattack"))
         records.append(run_seed(label, seed, paths.input("data")[0].parent, spec["student"], spec["train"], build,
-                                out, job, evaluate=robustness_evaluator(spec["eval_attack"], seed),
-                                split=tuning.split(job)))
+                                out, job, evaluate=evaluate, split=tuning.split(job)))
     return records

@@ -4,14 +4,14 @@
 METHODS maps `teachers.<name>.method` to a builder (model, dataset, teacher config) ->
 LightningModule: `natural` (cross-entropy) or `pgd_at` (PGD adversarial training with the
 teacher's `attack`). An optional `eval_attack` adds test-set clean / PGD / weighted robust
-accuracy to the metrics.
+accuracy to the metrics, and `autoattack` (with an `eval_attack`) AutoAttack's.
 """
 from __future__ import annotations
 
 from lifelearn.jobs import COMMON_CODE, LONG_CHAIN_PRIORITY, MODEL_EVALUATION, JobSpec, Layout
 
 STUDY, STAGE = "teachers", "pretrain"
-CODE = ("studies/teachers.py", "train", "models", *MODEL_EVALUATION, "data", *COMMON_CODE)
+CODE = ("studies/teachers.py", "train", "models", *MODEL_EVALUATION, "evaluate/autoattack.py", "data", *COMMON_CODE)
 
 
 def _natural(model, ds, teacher):
@@ -41,14 +41,21 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
             for name, teacher in teachers.items()]
 
 
-def robustness_evaluator(attack: dict, seed: int):
+def robustness_evaluator(attack: dict, seed: int, autoattack: dict | None = None):
     """run_seed's `evaluate` hook: clean / PGD / weighted robust accuracy on the evaluated
-    split (test; val for a tuning candidate)."""
+    split (test; val for a tuning candidate) and, with an `autoattack` section, AutoAttack's
+    robust accuracy on its first `samples` points (evaluate.autoattack): on test, and on val
+    only with `autoattack.tuning: true` (a candidate's selection then can use it)."""
     def evaluate(module, datamodule, ds, split):
         from lifelearn.evaluate.robustness import robustness_metrics
 
         x, y = datamodule.tensors[split]
-        return robustness_metrics(module.model, x, y, attack, seed=seed, prefix=split)
+        out = robustness_metrics(module.model, x, y, attack, seed=seed, prefix=split)
+        if autoattack and (split == "test" or autoattack.get("tuning", False)):
+            from lifelearn.evaluate.autoattack import autoattack_metrics
+
+            out.update(autoattack_metrics(module.model, x, y, autoattack, seed=seed, prefix=split))
+        return out
     return evaluate
 
 
@@ -60,5 +67,6 @@ def run(job, paths) -> list:
     label = RunLabel(STUDY, STAGE, job.name, teacher["method"], teacher)
     build = lambda model, ds: METHODS[teacher["method"]](model, ds, teacher)  # noqa: E731
     return [run_seed(label, seed, paths.input("data")[0].parent, teacher["model"], teacher["train"], build, out,
-                     job, evaluate=robustness_evaluator(teacher["eval_attack"], seed) if "eval_attack" in teacher else None)
+                     job, evaluate=robustness_evaluator(teacher["eval_attack"], seed, teacher.get("autoattack"))
+                     if "eval_attack" in teacher else None)
             for seed, out in zip(job.seeds, seed_outputs(paths))]
