@@ -2,16 +2,19 @@
 (train/runner.py); later studies load a teacher by name, seed k for their seed k.
 
 METHODS maps `teachers.<name>.method` to a builder (model, dataset, teacher config) ->
-LightningModule: `natural` (cross-entropy) or `pgd_at` (PGD adversarial training with the
-teacher's `attack`). An optional `eval_attack` adds test-set clean / PGD / weighted robust
-accuracy to the metrics, and `autoattack` (with an `eval_attack`) AutoAttack's.
+LightningModule: `natural` (cross-entropy), `pgd_at` (PGD adversarial training with the
+teacher's `attack`) or `trades` (TRADES with that attack and `beta`, default 6: the
+reference's CIFAR-10 value; MTARD's reference robust teacher is a TRADES model). An
+optional `eval_attack` adds test-set clean / PGD / weighted robust accuracy to the metrics,
+and `autoattack` (with an `eval_attack`) AutoAttack's.
 """
 from __future__ import annotations
 
 from lifelearn.jobs import COMMON_CODE, LONG_CHAIN_PRIORITY, MODEL_EVALUATION, JobSpec, Layout
 
 STUDY, STAGE = "teachers", "pretrain"
-CODE = ("studies/teachers.py", "train", "models", *MODEL_EVALUATION, "evaluate/autoattack.py", "data", *COMMON_CODE)
+CODE = ("studies/teachers.py", "distill/trades.py", "train", "models", *MODEL_EVALUATION, "evaluate/autoattack.py",
+        "data", *COMMON_CODE)
 
 
 def _natural(model, ds, teacher):
@@ -26,7 +29,13 @@ def _pgd_at(model, ds, teacher):
     return PGDATModule(model, teacher["train"], teacher["attack"])
 
 
-METHODS = {"natural": _natural, "pgd_at": _pgd_at}
+def _trades(model, ds, teacher):
+    from lifelearn.distill.trades import TRADESModule
+
+    return TRADESModule(model, teacher["train"], teacher["attack"], teacher.get("beta", 6.0))
+
+
+METHODS = {"natural": _natural, "pgd_at": _pgd_at, "trades": _trades}
 
 
 def jobs(config: dict, layout: Layout) -> list[JobSpec]:
