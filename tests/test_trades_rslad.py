@@ -2,6 +2,7 @@
 hand-computed losses, the KL attack, the modules, the config entries and their defaults."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -153,6 +154,5 @@ def test_the_study_runs_the_baselines_and_mtard_without_ebb(profile):
 
 
 def mtard_points(entry):
-    from lifelearn import tuning
-
-    return tuning.points(entry["tune"], entry, "x")
+    """The grid points of an entry's tune block (every combination of its lists)."""
+    return list(itertools.product(*entry["tune"]["grid"].values()))
