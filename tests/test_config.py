@@ -127,7 +127,7 @@ def test_schema_names_mirror_the_registries():
 
 @pytest.mark.parametrize("key, value, message", [
     (("teachers", "mnist1d_mlp", "method"), "pgd", r"teachers.mnist1d_mlp.method: unknown \['pgd'\]; allowed: natural, pgd_at"),
-    (("mtard", "methods", "ard", "method"), "trades", r"mtard.methods.ard.method: unknown \['trades'\]"),
+    (("mtard", "methods", "ard", "method"), "mart", r"mtard.methods.ard.method: unknown \['mart'\]"),
     (("dataset_distillation", "methods", "mtt", "method"), "dc", r"dataset_distillation.methods.mtt.method: unknown"),
 ])
 def test_a_method_the_registry_lacks_is_named_when_jobs_are_planned(key, value, message):

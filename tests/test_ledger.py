@@ -81,3 +81,14 @@ def test_ledger_section_is_collapsible_per_claim(tmp_path):
     assert text.startswith("## Protocol ledger")
     assert "<details><summary><code>kd_beats_ce</code></summary>" in text and "`gone`: no results." in text
     assert "| epochs | 7 | 7 |" in text and "| seeds | 0, 1 | 0 |" in text
+
+
+def test_ledger_names_autoattack_and_its_samples(tmp_path):
+    files(tmp_path)
+    teacher = CONFIG["teachers"]["tch"] | {"autoattack": {"eps": 0.1, "samples": 300}}
+    ledger = claim_ledger(TEACHER, results(), plan(CONFIG | {"teachers": {"tch": teacher}}), tmp_path / "data",
+                          tmp_path)
+    (row,) = ledger.values()
+    assert row["evaluation attack"] == ("PGD-20, eps 0.1, step 0.01, uniform start; AutoAttack (standard L-inf, "
+                                        "ART: apgd-ce, apgd-t, square; Square only on image inputs), eps 0.1")
+    assert row["test samples"] == "mnist1d: 1000; AutoAttack: the first 300"

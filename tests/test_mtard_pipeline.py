@@ -10,7 +10,8 @@ from conftest import edited, experiment_runs, mlflow_client, planned_jobs
 
 pytestmark = pytest.mark.slow
 
-METHODS = ["natural", "pgd_at", "ard", "mtard"]
+METHODS = ["natural", "pgd_at", "trades", "ard", "rslad", "mtard", "mtard_no_ebb"]
+TUNED = ("ard", "mtard", "mtard_no_ebb", "trades", "rslad")  # each 2 points x 1 seed in smoke
 SEEDS = [0, 1]
 
 
@@ -24,9 +25,12 @@ def test_every_student_writes_robustness_metrics(pipeline):
             assert 0.0 <= m["test_pgd_acc"] <= m["test_clean_acc"] <= 1.0
             assert m["test_clean_acc"] == pytest.approx(m["test_acc"])
             assert m["test_weighted_robust_acc"] == pytest.approx((m["test_clean_acc"] + m["test_pgd_acc"]) / 2)
+            assert 0.0 <= m["test_autoattack_acc"] <= m["test_autoattack_clean_acc"] <= 1.0
+            assert m["test_autoattack_samples"] == 40
             assert (pipeline / "checkpoints" / "smoke" / "mtard" / name / f"seed{seed}.pt").stat().st_size > 0
     robust = json.loads((results / "teachers" / "mnist1d_convnet_pgd" / "seed0" / "metrics.json").read_text())
     assert robust["method"] == "pgd_at" and "test_pgd_acc" in robust["metrics"]
+    assert "test_autoattack_acc" in robust["metrics"]
     history = (results / "mtard" / "mtard" / "seed0" / "history.csv").read_text().splitlines()
     assert {"tau_adv", "tau_nat", "w_adv", "w_nat"} <= set(history[0].split(","))
 
@@ -34,11 +38,13 @@ def test_every_student_writes_robustness_metrics(pipeline):
 def test_report_has_the_mtard_section_and_claims(pipeline):
     report = pipeline / "results" / "smoke" / "report"
     readme = (report / "README.md").read_text()
-    assert "## MTARD" in readme and "weighted robust acc (%)" in readme and "robust teacher" in readme
+    assert "## MTARD" in readme and "weighted robust acc, AA (%)" in readme and "robust teacher" in readme
+    assert "| trades |" in readme and "| rslad |" in readme and "| mtard_no_ebb |" in readme
     assert (report / "figures" / "mtard-accuracy-vs-robustness.png").stat().st_size > 0
     assert (report / "figures" / "mtard-balances.png").stat().st_size > 0
     claims = {c["id"]: c for c in json.loads((report / "claims.json").read_text())}
-    for cid in ("mtard_weighted_robust_beats_ard", "mtard_weighted_robust_beats_pgd_at", "mtard_clean_beats_pgd_at"):
+    for cid in ("mtard_weighted_robust_beats_ard", "mtard_weighted_robust_beats_pgd_at", "mtard_clean_beats_pgd_at",
+                "mtard_weighted_robust_beats_trades", "mtard_weighted_robust_beats_rslad"):
         assert claims[cid]["n"] == len(SEEDS) and claims[cid]["verdict"] != "not run"
 
 
@@ -77,12 +83,12 @@ def test_robust_teacher_change_reruns_it_and_its_students(pipeline):
     robust = {"mnist1d_convnet_pgd": {"model": {"channels": [8, 12]}}}
     jobs = planned_jobs(pipeline, {"profiles": {"smoke": {"teachers": robust}}})
     assert {rule for rule in jobs if rule.startswith("pretrain_")} == {"pretrain_mnist1d_convnet_pgd"}
-    assert _mtard_jobs(jobs) == _with_sweep("ard", "mtard")
+    assert _mtard_jobs(jobs) == _with_sweep("ard", "rslad", "mtard", "mtard_no_ebb")
 
 
 def test_shared_training_setting_reruns_every_student(pipeline):
     jobs = planned_jobs(pipeline, {"profiles": {"smoke": {"mtard": {"attack": {"steps": 2}}}}})
-    assert _mtard_jobs(jobs) == {f"mtard_{m}" for m in METHODS} | _with_sweep("ard", "mtard")
+    assert _mtard_jobs(jobs) == {f"mtard_{m}" for m in METHODS} | _with_sweep(*TUNED)
     assert not any(rule.startswith("pretrain_") for rule in jobs)
 
 

@@ -10,6 +10,9 @@ The model is put in eval mode while it is attacked (BatchNorm statistics neither
 per batch nor updated) and restored afterwards. Evaluation (PAPERS.md section 2 and 6):
 clean accuracy, PGD-k accuracy and the weighted robust accuracy = their mean.
 Hand-written because torchattacks needs torchvision (DESIGN: libraries before code).
+Kept beside ART (evaluate/autoattack.py) because it agrees with ART's
+ProjectedGradientDescentPyTorch from the same start, to 1e-6, with and without a random
+start (tests/test_autoattack.py), and runs without ART's numpy round trips.
 """
 from __future__ import annotations
 

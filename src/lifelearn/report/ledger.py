@@ -74,11 +74,26 @@ def attack_text(attack: dict | None) -> str:
             f"{attack.get('random_start', 'uniform')} start")
 
 
+def autoattack_text(autoattack: dict | None) -> str:
+    """'; AutoAttack (...)' for an evaluation that also ran AutoAttack, else ''."""
+    if not autoattack:
+        return ""
+    from lifelearn.evaluate.autoattack import autoattack_settings
+
+    s = autoattack_settings(autoattack)
+    return (f"; AutoAttack (standard L-inf, ART: {', '.join(s['attacks'])}; Square only on image inputs), "
+            f"eps {s['eps']:g}")
+
+
 def sample_text(chain: list[JobSpec], data_dir: Path) -> str:
-    """Test split sizes from data/<dataset>/meta.json, and the continual evaluation's subset."""
+    """Test split sizes from data/<dataset>/meta.json, AutoAttack's subset and the continual
+    evaluation's subset."""
     names = dict.fromkeys(d for job in chain for d in job.datasets)
     sizes = [f"{n}: {read_json(data_dir / n / 'meta.json')['splits']['test']}" for n in names
              if (data_dir / n / "meta.json").exists()]
+    autoattack = setting(chain, "autoattack")
+    if isinstance(autoattack, dict) and "samples" in autoattack:
+        sizes.append(f"AutoAttack: the first {autoattack['samples']}")
     stream = setting(chain, "eval")
     if isinstance(stream, dict) and "subset" in stream:
         sizes.append(f"stream: every {stream['every']} iteration(s) on <= {stream['subset']} per task")
@@ -119,7 +134,8 @@ def method_ledger(rows: pd.DataFrame, jobs: list[JobSpec], data_dir: Path, root:
     return dict(zip(FIELDS, [
         REPORTED_EPOCH, selection_text(chain, root),
         seeds, str(train.get("epochs", "n/a")), str(train.get("batch_size", "n/a")),
-        attack_text(setting(chain, "attack")), attack_text(setting(chain, "eval_attack")),
+        attack_text(setting(chain, "attack")),
+        attack_text(setting(chain, "eval_attack")) + autoattack_text(setting(chain, "autoattack")),
         sample_text(chain, data_dir), checkpoint_text(chain, root)]))
 
 

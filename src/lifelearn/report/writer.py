@@ -156,7 +156,10 @@ def definitions_section(config: dict) -> str:
     lines = ["## Metric definitions", "",
              "Classification: **test acc** = accuracy on the held-out test split of the last epoch (no "
              "selection on test); **PGD acc** = accuracy under an L-inf PGD attack; **weighted robust "
-             "acc** = (clean + PGD) / 2. Continual learning (lifelearn.evaluate.continual_metrics; T tasks, "
+             "acc** = (clean + PGD) / 2; **AutoAttack acc** = accuracy on the first n test points when "
+             "every attack of the standard L-inf AutoAttack (as ART provides it) is tried and a point counts "
+             "only if it survives all, **weighted robust acc, AA** = (clean acc on the same n points + "
+             "AutoAttack acc) / 2. Continual learning (lifelearn.evaluate.continual_metrics; T tasks, "
              "R_{i,j} accuracy on task j after task i, a_j(t) stream accuracy of task j at iteration t, "
              "b_j accuracy of a random initialisation, LL / STE the run / the single-task expert):", ""]
     lines += [f"- `{key}`: ${formula}$" for key, formula in metric_definitions(windows).items()]

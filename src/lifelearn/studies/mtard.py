@@ -1,8 +1,10 @@
 """Study `mtard` (Zhao et al. 2022; PAPERS.md section 2): students of one architecture
-trained by natural training, PGD-AT, ARD (one robust teacher) and MTARD (a clean and a
-robust teacher), one job per method entry running all seeds; student seed k uses the
-teachers' seed k. Every student is evaluated on the test set by clean accuracy, PGD-k
-accuracy and the weighted robust accuracy (`evaluate.robustness`).
+trained by natural training, PGD-AT, TRADES, ARD and RSLAD (one robust teacher) and MTARD
+(a clean and a robust teacher; with and without its entropy-based balance), one job per
+method entry running all seeds; student seed k uses the teachers' seed k. Every student
+is evaluated on the test set by clean accuracy, PGD-k accuracy and the weighted robust
+accuracy (`evaluate.robustness`) and by AutoAttack's (`evaluate.autoattack`, with
+`mtard.autoattack`).
 
 METHODS maps `mtard.methods.<name>.method` to a `Method`: its builder
 (model, spec, teachers) -> LightningModule and the teacher roles it loads
@@ -17,7 +19,8 @@ from lifelearn.jobs import COMMON_CODE, LONG_CHAIN_PRIORITY, MODEL_EVALUATION, J
 
 STUDY = STAGE = "mtard"
 CODE = ("studies/mtard.py", "studies/teachers.py", "distill/kd.py", "distill/ard.py", "distill/mtard.py",
-        "train", "models", *MODEL_EVALUATION, "data", *COMMON_CODE)
+        "distill/trades.py", "distill/rslad.py", "train", "models", *MODEL_EVALUATION, "evaluate/autoattack.py", "data",
+        *COMMON_CODE)
 
 
 @dataclass(frozen=True)
@@ -45,13 +48,26 @@ def _ard(model, spec, teachers):
     return ARDModule(model, teachers["robust"], spec["train"], spec["attack"], m["alpha"], m["tau"])
 
 
+def _trades(model, spec, teachers):
+    from lifelearn.distill.trades import TRADESModule
+
+    return TRADESModule(model, spec["train"], spec["attack"], spec["method"]["beta"])
+
+
+def _rslad(model, spec, teachers):
+    from lifelearn.distill.rslad import RSLADModule
+
+    return RSLADModule(model, teachers["robust"], spec["train"], spec["attack"], spec["method"])
+
+
 def _mtard(model, spec, teachers):
     from lifelearn.distill.mtard import MTARDModule
 
     return MTARDModule(model, teachers["clean"], teachers["robust"], spec["train"], spec["attack"], spec["method"])
 
 
-METHODS = {"natural": Method(_natural), "pgd_at": Method(_pgd_at), "ard": Method(_ard, ("robust",)),
+METHODS = {"natural": Method(_natural), "pgd_at": Method(_pgd_at), "trades": Method(_trades),
+           "ard": Method(_ard, ("robust",)), "rslad": Method(_rslad, ("robust",)),
            "mtard": Method(_mtard, ("clean", "robust"))}
 
 
@@ -109,7 +125,7 @@ def run(job, paths) -> list:
     for i, (seed, out) in enumerate(zip(job.seeds, seed_outputs(paths))):
         teachers = {role: load_model(paths.input(role)[i]) for role in method.teachers}
         build = lambda model, ds, teachers=teachers: method.build(model, spec, teachers)  # noqa: E731
+        evaluate = robustness_evaluator(spec["eval_attack"], seed, spec.get("autoattack"))
         records.append(run_seed(label, seed, paths.input("data")[0].parent, spec["student"], spec["train"], build,
-                                out, job, evaluate=robustness_evaluator(spec["eval_attack"], seed),
-                                split=tuning.split(job)))
+                                out, job, evaluate=evaluate, split=tuning.split(job)))
     return records

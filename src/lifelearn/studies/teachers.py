@@ -2,16 +2,19 @@
 (train/runner.py); later studies load a teacher by name, seed k for their seed k.
 
 METHODS maps `teachers.<name>.method` to a builder (model, dataset, teacher config) ->
-LightningModule: `natural` (cross-entropy) or `pgd_at` (PGD adversarial training with the
-teacher's `attack`). An optional `eval_attack` adds test-set clean / PGD / weighted robust
-accuracy to the metrics.
+LightningModule: `natural` (cross-entropy), `pgd_at` (PGD adversarial training with the
+teacher's `attack`) or `trades` (TRADES with that attack and `beta`, default 6: the
+reference's CIFAR-10 value; MTARD's reference robust teacher is a TRADES model). An
+optional `eval_attack` adds test-set clean / PGD / weighted robust accuracy to the metrics,
+and `autoattack` (with an `eval_attack`) AutoAttack's.
 """
 from __future__ import annotations
 
 from lifelearn.jobs import COMMON_CODE, LONG_CHAIN_PRIORITY, MODEL_EVALUATION, JobSpec, Layout
 
 STUDY, STAGE = "teachers", "pretrain"
-CODE = ("studies/teachers.py", "train", "models", *MODEL_EVALUATION, "data", *COMMON_CODE)
+CODE = ("studies/teachers.py", "distill/trades.py", "train", "models", *MODEL_EVALUATION, "evaluate/autoattack.py",
+        "data", *COMMON_CODE)
 
 
 def _natural(model, ds, teacher):
@@ -26,7 +29,13 @@ def _pgd_at(model, ds, teacher):
     return PGDATModule(model, teacher["train"], teacher["attack"])
 
 
-METHODS = {"natural": _natural, "pgd_at": _pgd_at}
+def _trades(model, ds, teacher):
+    from lifelearn.distill.trades import TRADESModule
+
+    return TRADESModule(model, teacher["train"], teacher["attack"], teacher.get("beta", 6.0))
+
+
+METHODS = {"natural": _natural, "pgd_at": _pgd_at, "trades": _trades}
 
 
 def jobs(config: dict, layout: Layout) -> list[JobSpec]:
@@ -41,14 +50,21 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
             for name, teacher in teachers.items()]
 
 
-def robustness_evaluator(attack: dict, seed: int):
+def robustness_evaluator(attack: dict, seed: int, autoattack: dict | None = None):
     """run_seed's `evaluate` hook: clean / PGD / weighted robust accuracy on the evaluated
-    split (test; val for a tuning candidate)."""
+    split (test; val for a tuning candidate) and, with an `autoattack` section, AutoAttack's
+    robust accuracy on its first `samples` points (evaluate.autoattack): on test, and on val
+    only with `autoattack.tuning: true` (a candidate's selection then can use it)."""
     def evaluate(module, datamodule, ds, split):
         from lifelearn.evaluate.robustness import robustness_metrics
 
         x, y = datamodule.tensors[split]
-        return robustness_metrics(module.model, x, y, attack, seed=seed, prefix=split)
+        out = robustness_metrics(module.model, x, y, attack, seed=seed, prefix=split)
+        if autoattack and (split == "test" or autoattack.get("tuning", False)):
+            from lifelearn.evaluate.autoattack import autoattack_metrics
+
+            out.update(autoattack_metrics(module.model, x, y, autoattack, seed=seed, prefix=split))
+        return out
     return evaluate
 
 
@@ -60,5 +76,6 @@ def run(job, paths) -> list:
     label = RunLabel(STUDY, STAGE, job.name, teacher["method"], teacher)
     build = lambda model, ds: METHODS[teacher["method"]](model, ds, teacher)  # noqa: E731
     return [run_seed(label, seed, paths.input("data")[0].parent, teacher["model"], teacher["train"], build, out,
-                     job, evaluate=robustness_evaluator(teacher["eval_attack"], seed) if "eval_attack" in teacher else None)
+                     job, evaluate=robustness_evaluator(teacher["eval_attack"], seed, teacher.get("autoattack"))
+                     if "eval_attack" in teacher else None)
             for seed, out in zip(job.seeds, seed_outputs(paths))]

@@ -1,0 +1,133 @@
+"""AutoAttack through ART (evaluate/autoattack.py) and our hand-written PGD against ART's
+PGD from the same start (evaluate/robustness.py keeps ours because they agree)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from lifelearn.evaluate import metric_range
+from lifelearn.evaluate.autoattack import (art_classifier, attacks_run, autoattack, autoattack_metrics,
+                                           autoattack_settings)
+from lifelearn.evaluate.robustness import pgd_attack
+from lifelearn.models import build_model
+
+FAST = {"iterations": 10, "targets": 2, "square_queries": 30}
+
+
+def _trained(input_shape, classes=3, n=240, seed=0):
+    """A small MLP fitted on Gaussian classes in [0, 1] (robust to small eps, not to large)."""
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % classes
+    centres = torch.rand(classes, *input_shape, generator=gen) * 0.6 + 0.2
+    x = (centres[y] + 0.05 * torch.randn(n, *input_shape, generator=gen)).clamp(0, 1)
+    torch.manual_seed(seed)
+    model = build_model({"arch": "mlp", "hidden": [16]}, input_shape, classes)
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(60):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model.eval(), x, y
+
+
+@pytest.mark.parametrize("input_shape", [(1, 8), (1, 4, 4)])
+def test_autoattack_runs_and_robust_accuracy_is_at_most_clean(input_shape):
+    model, x, y = _trained(input_shape)
+    m = autoattack_metrics(model, x, y, {"eps": 0.15, "samples": 100, **FAST}, seed=0)
+    assert m["test_autoattack_samples"] == 100
+    assert 0 <= m["test_autoattack_acc"] <= m["test_autoattack_clean_acc"]
+    assert m["test_autoattack_acc"] < m["test_autoattack_clean_acc"]  # eps 0.15 breaks some points
+    assert m["test_autoattack_weighted_robust_acc"] == pytest.approx(
+        (m["test_autoattack_acc"] + m["test_autoattack_clean_acc"]) / 2)
+    stages = [k for k in m if k.startswith("test_autoattack_acc_")]
+    # cumulative: each attack can only lower the robust accuracy; Square only on image-shaped inputs
+    assert stages == ["test_autoattack_acc_apgd_ce", "test_autoattack_acc_apgd_t"] + (
+        ["test_autoattack_acc_square"] if len(input_shape) == 3 else [])
+    values = [m[k] for k in stages]
+    assert values == sorted(values, reverse=True) and values[-1] == m["test_autoattack_acc"]
+    assert attacks_run({"eps": 0.1, "samples": 1}, input_shape) == ["apgd-ce", "apgd-t", "square"][:len(stages)]
+
+
+def test_autoattack_examples_stay_in_the_ball_and_box_and_are_reproducible():
+    model, x, y = _trained((1, 8))
+    cfg = {"eps": 0.1, "samples": 60, **FAST}
+    x_adv, robust, _ = autoattack(model, x[:60], y[:60], cfg, seed=3)
+    assert (x_adv - x[:60]).abs().max() <= 0.1 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    with torch.no_grad():
+        fooled = model(x_adv).argmax(1) != y[:60]
+    assert torch.equal(robust, ~fooled)  # robust exactly where the returned example is still correct
+    state = np.random.get_state()
+    again = autoattack_metrics(model, x, y, cfg, seed=3)
+    assert np.array_equal(np.random.get_state()[1], state[1])  # numpy's global stream restored
+    first = autoattack_metrics(model, x, y, cfg, seed=3)
+    drop = lambda m: {k: v for k, v in m.items() if not k.endswith("seconds")}  # noqa: E731
+    assert drop(first) == drop(again)
+
+
+def test_our_apgd_ce_chain_is_arts_autoattack(monkeypatch):
+    """With one attack, our chain is ART's AutoAttack class itself (same seed, same result).
+    ART 1.20.1's AutoAttack.generate imports `multiprocess`, an undeclared dependency used
+    only by its parallel mode (off here): a stand-in module lets the class run."""
+    import sys
+    import types
+
+    from art.attacks.evasion import AutoAttack, AutoProjectedGradientDescent
+
+    monkeypatch.setitem(sys.modules, "multiprocess", sys.modules.get("multiprocess") or types.ModuleType("multiprocess"))
+
+    model, x, y = _trained((1, 8))
+    x, y = x[:80], y[:80]
+    ours, robust, _ = autoattack(model, x, y, {"eps": 0.1, "samples": 80, "attacks": ["apgd-ce"], "iterations": 10},
+                                 seed=5)
+    est = art_classifier(model, x.shape[1:], 3)
+    apgd = AutoProjectedGradientDescent(est, norm=np.inf, eps=0.1, eps_step=0.2, max_iter=10, nb_random_init=1,
+                                        batch_size=500, loss_type="cross_entropy", verbose=False)
+    np.random.seed(5)
+    theirs = AutoAttack(est, norm=np.inf, eps=0.1, eps_step=0.2, attacks=[apgd]).generate(
+        x.numpy(), np.eye(3, dtype=np.float32)[y.numpy()])
+    np.testing.assert_allclose(ours.numpy(), theirs, atol=1e-6)
+    with torch.no_grad():
+        assert torch.equal(robust, model(torch.from_numpy(theirs)).argmax(1) == y)
+
+
+def test_settings_defaults_are_the_standard_version_and_fab_is_refused():
+    s = autoattack_settings({"eps": 0.03, "samples": 500})
+    assert (s["iterations"], s["targets"], s["square_queries"], s["square_p_init"]) == (100, 9, 5000, 0.8)
+    assert s["attacks"] == ["apgd-ce", "apgd-t", "square"] and s["tuning"] is False
+    with pytest.raises(ValueError, match="FAB-T is not in ART"):
+        autoattack_settings({"eps": 0.03, "samples": 5, "attacks": ["apgd-ce", "fab-t"]})
+    assert metric_range("test_autoattack_acc") == (0.0, 1.0)
+    assert metric_range("val_autoattack_weighted_robust_acc") == (0.0, 1.0)
+
+
+# -- our PGD against ART's -----------------------------------------------------------
+def _art_pgd(model, x, y, eps, step, steps, start_noise=None, monkeypatch=None):
+    from art.attacks.evasion import ProjectedGradientDescentPyTorch
+    from art.attacks.evasion.projected_gradient_descent import projected_gradient_descent_pytorch as art_pgd
+
+    if start_noise is not None:  # ART's random start := the same noise our uniform start drew
+        monkeypatch.setattr(art_pgd, "random_sphere", lambda n, m, eps, norm: start_noise.reshape(n, m).numpy())
+    est = art_classifier(model, x.shape[1:], 3)
+    attack = ProjectedGradientDescentPyTorch(est, norm=np.inf, eps=eps, eps_step=step, max_iter=steps,
+                                             num_random_init=int(start_noise is not None), batch_size=len(y),
+                                             verbose=False)
+    return torch.from_numpy(attack.generate(x.numpy(), np.eye(3, dtype=np.float32)[y.numpy()]))
+
+
+@pytest.mark.parametrize("start", ["none", "uniform"])
+def test_our_pgd_equals_arts_pgd_from_the_same_start(start, monkeypatch):
+    model, x, y = _trained((1, 8))
+    x = x.clone()
+    x[:10] = 0.0  # the box clips the ball at the corners
+    eps, step, steps = 0.1, 0.03, 10
+    noise = None
+    if start == "uniform":  # the noise random_start draws from this generator
+        noise = (torch.rand(x.shape, generator=torch.Generator().manual_seed(7)) * 2 - 1) * eps
+    ours = pgd_attack(model, x, y, eps, step, steps, start, generator=torch.Generator().manual_seed(7))
+    theirs = _art_pgd(model, x, y, eps, step, steps, noise, monkeypatch)
+    assert (ours - x).abs().max() > eps / 2
+    torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
+    with torch.no_grad():
+        assert torch.equal(model(ours).argmax(1), model(theirs).argmax(1))
