@@ -43,10 +43,10 @@ class DatasetIntegrityError(ValueError):
         root = path.parent
         super().__init__(
             f"{path}: {problem}. The dataset {root} is damaged (truncated, altered or partly copied) and was "
-            f"not used. Fix: write it again with `snakemake --forcerun {root / META}` (a plain `snakemake` "
-            f"run plans prepare_data again for a damaged dataset in data/), or restore data/ with "
-            f"`dvc checkout data`")
-        self.path, self.expected, self.actual = path, expected, actual
+            f"not used. Fix: write it again with `snakemake --cores 1 --force {root / META}` (a plain "
+            f"`snakemake` run plans prepare_data again for a damaged dataset in data/), or restore the "
+            f"committed data/ with `dvc checkout data`")
+        self.path, self.problem, self.expected, self.actual = path, problem, expected, actual
 
 
 class DatasetFileMissing(DatasetIntegrityError, FileNotFoundError):
@@ -182,7 +182,7 @@ def verify_dataset(path_or_dir: str | os.PathLike) -> dict:
     recorded = meta.get(MD5)
     if recorded is None:
         warnings.warn(f"{path} records no md5s (written before they were recorded), so {root} is used "
-                      f"unverified; write it again (`snakemake --forcerun {path}`) to record them",
+                      f"unverified; write it again (`snakemake --cores 1 --force {path}`) to record them",
                       UnverifiedDatasetWarning, stacklevel=2)
         return meta
     for fname in ARRAY_FILES:
