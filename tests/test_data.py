@@ -153,7 +153,7 @@ def test_damaged_file_is_refused_with_file_md5s_and_fix(digits_copy, how):
     message = str(err.value)
     actual = "no such file" if how == "missing" else f"actual md5 {md5_file(digits_copy / 'x_train.npy')}"
     assert f"{digits_copy / 'x_train.npy'}: expected md5 {expected}" in message and actual in message
-    assert f"snakemake --forcerun {digits_copy / 'meta.json'}" in message and "dvc checkout data" in message
+    assert f"snakemake --cores 1 --force {digits_copy / 'meta.json'}" in message and "dvc checkout data" in message
     assert err.value.expected == expected and isinstance(err.value, ValueError)
 
 
@@ -168,7 +168,7 @@ def test_a_tuning_load_checks_the_test_split_too(digits_copy):
 @pytest.mark.parametrize("text", ['{"name": "dig', "[]"])
 def test_unreadable_meta_is_refused(digits_copy, text):
     (digits_copy / "meta.json").write_text(text)
-    with pytest.raises(arrays_mod.DatasetIntegrityError, match=r"meta.json: not (valid JSON|a JSON object).*--forcerun"):
+    with pytest.raises(arrays_mod.DatasetIntegrityError, match=r"meta.json: not (valid JSON|a JSON object).*--force "):
         load_dataset(digits_copy)
 
 
@@ -178,7 +178,7 @@ def test_meta_without_md5s_loads_with_a_warning(digits_copy):
     del meta["md5"]
     (digits_copy / "meta.json").write_text(json.dumps(meta))
     damage(digits_copy / "x_train.npy", "flipped")  # not detectable without a record
-    with pytest.warns(arrays_mod.UnverifiedDatasetWarning, match="records no md5s.*--forcerun"):
+    with pytest.warns(arrays_mod.UnverifiedDatasetWarning, match="records no md5s.*--force "):
         ds = load_dataset(digits_copy)
     assert ds.x_train.shape == (1293, 1, 8, 8)
 

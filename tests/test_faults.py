@@ -52,6 +52,6 @@ def test_damaged_data_fails_the_job_clearly_and_writes_nothing(tmp_path, how):
                 {"data": [data / "meta.json"]}, out, {"accelerator": "cpu"})
     message = str(err.value)
     assert f"{data / 'x_val.npy'}: expected md5 {expected}" in message and actual in message
-    assert "snakemake --forcerun" in message and "dvc checkout data" in message
+    assert f"snakemake --cores 1 --force {data / 'meta.json'}" in message and "dvc checkout data" in message
     assert not (tmp_path / "res").exists()  # no output, no work directory, no MLflow parent-run state
     assert MlflowClient(uri).get_experiment_by_name("teachers") is None  # no run either
