@@ -1,6 +1,7 @@
 """Faults and bad input: each gives a clear error and leaves nothing half-written."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,19 @@ def test_damaged_data_fails_the_job_clearly_and_writes_nothing(tmp_path, how):
     assert f"snakemake --cores 1 --force {data / 'meta.json'}" in message and "dvc checkout data" in message
     assert not (tmp_path / "res").exists()  # no output, no work directory, no MLflow parent-run state
     assert MlflowClient(uri).get_experiment_by_name("teachers") is None  # no run either
+
+
+def test_a_job_checks_every_dataset_it_reads_before_starting(tmp_path):
+    """A job reading several datasets (an evaluation of synthetic sets) fails on a damaged
+    one before it writes anything for the sound ones (lifelearn.studies.verify_inputs)."""
+    from lifelearn.jobs import Paths
+    from lifelearn.studies import verify_inputs
+
+    sound = prepare_dataset("digits", data_root=tmp_path / "a")
+    damaged = prepare_dataset("digits", data_root=tmp_path / "b")
+    damage(damaged / "y_train.npy", "flipped")
+    inputs = {"data": [sound / "meta.json", sound / "x_train.npy"], "synthetic": [damaged / "meta.json"],
+              "teachers": [tmp_path / "t.pt"]}
+    with pytest.raises(DatasetIntegrityError, match=re.escape(f"{damaged / 'y_train.npy'}: expected md5")):
+        verify_inputs(Paths(inputs, {}))
+    verify_inputs(Paths({"data": [sound / "meta.json"]}, {}))
