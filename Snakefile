@@ -60,6 +60,9 @@ for _study in config["studies"]:
 include: "workflow/rules/report.smk"  # last: consumes REPORT_INPUTS
 
 
+check_data()  # after every study's rules: checks the datasets their jobs read
+
+
 rule all:
     default_target: True
     # The results themselves, not only the report: the default report is committed,

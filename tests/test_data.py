@@ -31,7 +31,7 @@ from lifelearn.data.formats import IDX_IMAGES, load_pickle, read_idx
 from lifelearn.io import md5_file, read_json
 
 FILES = [f"{k}_{s}.npy" for s in ("train", "val", "test") for k in "xy"] + ["meta.json"]
-META_KEYS = {"name", "num_classes", "input_shape", "mean", "std", "augment", "source", "splits", "split_seed"}
+META_KEYS = {"name", "num_classes", "input_shape", "mean", "std", "augment", "source", "splits", "split_seed", "md5"}
 
 
 # --- embedded datasets -------------------------------------------------------------
@@ -86,6 +86,7 @@ def test_digits_meta(digits_dir):
     assert meta["mean"] == pytest.approx([float(ds.x_train.mean(dtype=np.float64))])
     assert meta["std"] == pytest.approx([float(ds.x_train.std(dtype=np.float64))])
     assert "load_digits" in meta["source"]
+    assert meta["md5"] == {f: md5_file(digits_dir / f) for f in FILES if f != "meta.json"}
     assert (digits_dir / "meta.json").read_text() == json.dumps(meta, indent=2, sort_keys=True) + "\n"
 
 
@@ -118,6 +119,78 @@ def test_load_names_missing_split(digits_dir, tmp_path):
     (tmp_path / "x_val.npy").unlink()
     with pytest.raises(FileNotFoundError, match="x_val.npy"):
         load_dataset(tmp_path)
+
+
+# --- integrity: every load checks the files against meta.json's md5s ------------------------
+
+def damage(path, how: str) -> None:
+    """Truncate `path` to half, flip one bit of its last byte (data, not the .npy header), or remove it."""
+    data = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data[:len(data) // 2])
+    elif how == "flipped":
+        path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    else:
+        path.unlink()
+
+
+@pytest.fixture
+def digits_copy(digits_dir, tmp_path):
+    copy = tmp_path / "data" / "digits"
+    copy.mkdir(parents=True)
+    for f in FILES:
+        (copy / f).write_bytes((digits_dir / f).read_bytes())
+    return copy
+
+
+@pytest.mark.parametrize("how", ["truncated", "flipped", "missing"])
+def test_damaged_file_is_refused_with_file_md5s_and_fix(digits_copy, how):
+    expected = md5_file(digits_copy / "x_train.npy")
+    damage(digits_copy / "x_train.npy", how)
+    error = arrays_mod.DatasetFileMissing if how == "missing" else arrays_mod.DatasetIntegrityError
+    with pytest.raises(error) as err:
+        load_dataset(digits_copy)
+    message = str(err.value)
+    actual = "no such file" if how == "missing" else f"actual md5 {md5_file(digits_copy / 'x_train.npy')}"
+    assert f"{digits_copy / 'x_train.npy'}: expected md5 {expected}" in message and actual in message
+    assert f"snakemake --cores 1 --force {digits_copy / 'meta.json'}" in message and "dvc checkout data" in message
+    assert err.value.expected == expected and isinstance(err.value, ValueError)
+
+
+def test_a_tuning_load_checks_the_test_split_too(digits_copy):
+    """load_dataset(dir, splits) reads only `splits` but checks every file: a damaged test
+    split stops a tuning job before its budget is spent (its md5 says nothing about its data)."""
+    damage(digits_copy / "y_test.npy", "flipped")
+    with pytest.raises(arrays_mod.DatasetIntegrityError, match="y_test.npy: expected md5"):
+        load_dataset(digits_copy, ("train", "val"))
+
+
+@pytest.mark.parametrize("text", ['{"name": "dig', "[]"])
+def test_unreadable_meta_is_refused(digits_copy, text):
+    (digits_copy / "meta.json").write_text(text)
+    with pytest.raises(arrays_mod.DatasetIntegrityError, match=r"meta.json: not (valid JSON|a JSON object).*--force "):
+        load_dataset(digits_copy)
+
+
+def test_meta_without_md5s_loads_with_a_warning(digits_copy):
+    """A dataset written before md5s were recorded: used unverified, and said so."""
+    meta = read_json(digits_copy / "meta.json")
+    del meta["md5"]
+    (digits_copy / "meta.json").write_text(json.dumps(meta))
+    damage(digits_copy / "x_train.npy", "flipped")  # not detectable without a record
+    with pytest.warns(arrays_mod.UnverifiedDatasetWarning, match="records no md5s.*--force "):
+        ds = load_dataset(digits_copy)
+    assert ds.x_train.shape == (1293, 1, 8, 8)
+
+
+def test_write_dataset_records_the_md5s_of_the_bytes_written(digits_copy, tmp_path):
+    """A meta copied from another dataset (a synthetic set's) never carries its md5s over."""
+    arrays = {f[:-4]: np.load(digits_copy / f) for f in FILES if f != "meta.json"}
+    arrays["x_train"] = arrays["x_train"][:10]
+    arrays["y_train"] = arrays["y_train"][:10]
+    out = arrays_mod.write_dataset(tmp_path / "syn", arrays, read_json(digits_copy / "meta.json"))
+    assert read_json(out / "meta.json")["md5"]["x_train.npy"] == md5_file(out / "x_train.npy")
+    assert arrays_mod.verify_dataset(out)["md5"]["y_val.npy"] == md5_file(digits_copy / "y_val.npy")
 
 
 def test_failed_write_leaves_no_partial_output(digits_dir, tmp_path, monkeypatch):

@@ -7,6 +7,7 @@ rerun check is a dry run against it, and each test restores what it changed
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import yaml
@@ -114,6 +115,21 @@ def test_data_code_change_reruns_data_preparation(pipeline):
     with edited(pipeline / "src" / "lifelearn" / "data" / "embedded.py", '"""', '""" '):
         # training reads data as ancient() (DVC); the data check and the report rerun
         assert planned_jobs(pipeline) == {"prepare_data": 2, "data_version": 1, **REPORT_ONLY}
+
+
+def test_damaged_data_reruns_its_preparation_not_training(pipeline):
+    """A partial copy truncated data/digits/x_train.npy: its prepare_data is planned again, then
+    the data check and the report; training read sound data (a job refuses damaged data) and
+    reads data as ancient(), so it does not rerun. Sound again, nothing is left to do."""
+    path = pipeline / "data" / "digits" / "x_train.npy"
+    data, stat = path.read_bytes(), path.stat()
+    path.write_bytes(data[: len(data) // 2])
+    try:
+        assert planned_jobs(pipeline) == {"prepare_data": 1, "data_version": 1, **REPORT_ONLY}
+    finally:
+        path.write_bytes(data)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert planned_jobs(pipeline) == {}
 
 
 def test_new_data_version_reruns_training(pipeline):

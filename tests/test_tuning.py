@@ -12,6 +12,7 @@ import pytest
 
 from lifelearn import tuning
 from lifelearn.config import load_config
+from lifelearn.io import md5_file
 from lifelearn.jobs import JobSpec, Layout
 from lifelearn.studies import study
 
@@ -193,6 +194,11 @@ def test_a_sweep_selects_on_val_and_a_poisoned_test_split_changes_nothing(tmp_pa
     # garbage of another shape, labels out of range: a read of them would fail or move a score
     np.save(poisoned_data / "x_test.npy", np.full((7, 1, 3), 255, dtype=np.uint8))
     np.save(poisoned_data / "y_test.npy", np.full(7, 999, dtype=np.int64))
+    # recorded as the dataset's own (meta.json's md5s): a test split that differs, not a damaged
+    # file, which every job refuses, a tuning one too (test_data: the integrity check)
+    meta = json.loads((poisoned_data / "meta.json").read_text())
+    meta["md5"] |= {f: md5_file(poisoned_data / f) for f in ("x_test.npy", "y_test.npy")}
+    (poisoned_data / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(RuntimeError, match="shape"):  # the final job does read test: the poison is real
         _sweep(tmp_path / "poisoned", poisoned_data, teacher, run_ctx)
     again = json.loads((tmp_path / "poisoned" / jobs[2].outputs["selection"][0]).read_text())

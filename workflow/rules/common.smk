@@ -44,6 +44,7 @@ def code(*parts):
 # per job and seed, plus any extra files its report section reads); report.smk consumes them.
 REPORT_INPUTS = {"metrics": [], "history": [], "extra": []}
 RULE_STUDIES = {}  # rule name -> its study, for the cost table (report.smk)
+USED_DATASETS = set()  # every dataset a planned job reads (data.smk checks them)
 TRAINING_RESOURCES = {k: config["resources"][k] for k in ("gpu", "mem_mb", "runtime")}
 
 
@@ -75,6 +76,7 @@ def study_rule(job):
     for key, files in job.report_inputs().items():
         REPORT_INPUTS[key] += files
     RULE_STUDIES[job.rule] = job.study
+    USED_DATASETS.update(job.datasets)
 
 
 def study_rules(name):

@@ -5,24 +5,56 @@ A prepared dataset is a directory ``<data_root>/<name>/`` holding
 ``meta.json``. x is (N, C, L) or (N, C, H, W), uint8 in 0..255 or float32 in
 [0, 1]; y is int64. meta.json has name, num_classes, input_shape (without N),
 mean and std per channel of the [0, 1]-scaled train split, augment, source,
-splits ({split: size}) and split_seed. The directory appears in one rename.
+splits ({split: size}), split_seed and md5 ({file name: md5} of the six .npy files, as
+written). The directory appears in one rename.
+
+Integrity: `load_dataset` first checks every .npy file against the md5 meta.json records
+(`verify_dataset`), all six whatever splits it loads, and refuses a damaged dataset with
+a `DatasetIntegrityError` naming the file, the expected and the actual md5 and the fix. A
+dataset written before md5s were recorded loads with a warning. meta.json itself is
+covered by data.dvc's md5 (lifelearn.data.version), not by a record of its own.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from lifelearn.io import load_npy, read_json, save_npy, write_json
+from lifelearn.io import load_npy, md5_file, save_npy, write_json
 
 SPLITS = ("train", "val", "test")
 # The files of one dataset directory, in a fixed order (rules list them as inputs and outputs).
 DATASET_FILES = tuple(f"{k}_{s}.npy" for s in SPLITS for k in ("x", "y")) + ("meta.json",)
 META = "meta.json"
+ARRAY_FILES = DATASET_FILES[:-1]
+MD5 = "md5"  # meta.json's key: {file name: md5} of ARRAY_FILES, written by write_dataset
+
+
+class DatasetIntegrityError(ValueError):
+    """A prepared dataset's file is missing, unreadable or differs from its recorded md5."""
+
+    def __init__(self, path: Path, problem: str, expected: str | None = None, actual: str | None = None):
+        root = path.parent
+        super().__init__(
+            f"{path}: {problem}. The dataset {root} is damaged (truncated, altered or partly copied) and was "
+            f"not used. Fix: write it again with `snakemake --cores 1 --force {root / META}` (a plain "
+            f"`snakemake` run plans prepare_data again for a damaged dataset in data/), or restore the "
+            f"committed data/ with `dvc checkout data`")
+        self.path, self.problem, self.expected, self.actual = path, problem, expected, actual
+
+
+class DatasetFileMissing(DatasetIntegrityError, FileNotFoundError):
+    """A file meta.json records is missing (also a FileNotFoundError)."""
+
+
+class UnverifiedDatasetWarning(UserWarning):
+    """A dataset whose meta.json records no md5s (written before they were recorded)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,7 +118,8 @@ def write_dataset(target: str | os.PathLike, arrays: dict[str, np.ndarray], meta
     try:
         for key, array in sorted(arrays.items()):
             save_npy(tmp / f"{key}.npy", array)
-        write_json(tmp / META, meta)
+        # md5s of the bytes as written (replacing any a copied meta carried, e.g. a synthetic set's)
+        write_json(tmp / META, {**meta, MD5: {f"{key}.npy": md5_file(tmp / f"{key}.npy") for key in arrays}})
         tmp.chmod(0o755)
         _install(tmp, target)
     except BaseException:
@@ -112,10 +145,12 @@ def _install(tmp: Path, target: Path) -> None:
 
 def load_dataset(path_or_dir: str | os.PathLike, splits: tuple[str, ...] = SPLITS) -> Dataset:
     """Load a prepared dataset from its directory (or any file inside it, e.g. meta.json).
-    Only the files of `splits` are read; the others stay None (tuning: never the test split)."""
-    root = Path(path_or_dir)
-    root = root if root.is_dir() else root.parent
-    meta = read_json(_require(root, META))
+    Only the files of `splits` are read; the others stay None (tuning: never the test split).
+    All files are first checked against their recorded md5s (`verify_dataset`), those of
+    the splits not loaded too: a damaged test split stops a tuning job at once rather than the
+    final runs after the tuning budget is spent; comparing its md5 reads no test data into anything."""
+    root = _root(path_or_dir)
+    meta = verify_dataset(root)
     unknown = sorted(set(splits) - set(SPLITS))
     if unknown:
         raise ValueError(f"unknown splits {unknown}; allowed: {', '.join(SPLITS)}")
@@ -127,6 +162,47 @@ def load_dataset(path_or_dir: str | os.PathLike, splits: tuple[str, ...] = SPLIT
         name=meta["name"], num_classes=int(meta["num_classes"]), input_shape=tuple(meta["input_shape"]),
         mean=tuple(meta["mean"]), std=tuple(meta["std"]), augment=meta["augment"], **arrays,
     )
+
+
+def verify_dataset(path_or_dir: str | os.PathLike) -> dict:
+    """Check each .npy file of a prepared dataset (its directory or a file in it) against the
+    md5 its meta.json records; return the meta. A missing, unreadable or differing file raises
+    DatasetIntegrityError (the file, the expected and the actual md5, the fix); a meta.json
+    without md5s (a dataset written before they were recorded) gives an UnverifiedDatasetWarning."""
+    root = _root(path_or_dir)
+    path = root / META
+    if not path.is_file():
+        raise DatasetFileMissing(path, "missing (it records the dataset's md5s)")
+    try:
+        meta = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DatasetIntegrityError(path, f"not valid JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise DatasetIntegrityError(path, "not a JSON object")
+    recorded = meta.get(MD5)
+    if recorded is None:
+        warnings.warn(f"{path} records no md5s (written before they were recorded), so {root} is used "
+                      f"unverified; write it again (`snakemake --cores 1 --force {path}`) to record them",
+                      UnverifiedDatasetWarning, stacklevel=2)
+        return meta
+    for fname in ARRAY_FILES:
+        expected, file = recorded.get(fname), root / fname
+        if expected is None:
+            raise DatasetIntegrityError(file, f"{path} records no md5 for it")
+        if not file.is_file():
+            raise DatasetFileMissing(file, f"expected md5 {expected} (recorded in {META}), actual: no such file",
+                                     expected)
+        actual = md5_file(file)
+        if actual != expected:
+            raise DatasetIntegrityError(file, f"expected md5 {expected} (recorded in {META}), actual md5 {actual}",
+                                        expected, actual)
+    return meta
+
+
+def _root(path_or_dir: str | os.PathLike) -> Path:
+    """The dataset directory of `path_or_dir` (the directory itself or a file in it)."""
+    root = Path(path_or_dir)
+    return root.parent if root.suffix in (".json", ".npy") and not root.is_dir() else root
 
 
 def _require(root: Path, fname: str) -> Path:

@@ -51,14 +51,28 @@ def parents_state(job, paths) -> Path:
     return first.parent.parent / f".mlflow-parents-{key}.json"
 
 
+def verify_inputs(paths) -> None:
+    """Check every dataset a job reads (the directory of each input meta.json: data/<name>/, a
+    synthetic set) against its recorded md5s (lifelearn.data.verify_dataset) before the job
+    starts anything: a job reading several (an evaluation of synthetic sets, one per IPC and
+    seed) fails on a damaged one before writing the outputs or MLflow runs of the others.
+    load_dataset checks again (milliseconds at embedded scale): the guard of every other reader."""
+    from lifelearn.data import verify_dataset
+    from lifelearn.data.arrays import META
+
+    for root in sorted({p.parent for files in paths.inputs.values() for p in files if p.name == META}):
+        verify_dataset(root)
+
+
 def run_job(job, paths) -> list:
-    """`run(job, paths)` of the job's study with its seed runs nested under one MLflow parent
-    run per configuration, each parent getting the mean, std and 95% interval over seeds of
+    """`run(job, paths)` of the job's study, its datasets checked first (verify_inputs), with its
+    seed runs nested under one MLflow parent run per configuration, each parent getting the mean, std and 95% interval over seeds of
     its records' metrics (as does the parent of the seed runs a step adds metrics to, such
     as the continual evaluation's). A tuning sweep's `select` step is the same for every
     study (lifelearn.tuning.run_select)."""
     from lifelearn.tracking import log_seed_aggregates, parent_runs
 
+    verify_inputs(paths)
     if job.step == "select":
         from lifelearn.tuning import run_select
 
