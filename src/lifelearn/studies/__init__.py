@@ -65,9 +65,9 @@ def verify_inputs(paths) -> None:
 
 
 def run_job(job, paths) -> list:
-    """`run(job, paths)` of the job's study, its datasets checked first (verify_inputs), with its
-    seed runs nested under one MLflow parent run per configuration, each parent getting the mean, std and 95% interval over seeds of
-    its records' metrics (as does the parent of the seed runs a step adds metrics to, such
+    """`run(job, paths)` of the job's study, its datasets checked first (verify_inputs), with
+    its seed runs nested under one MLflow parent run per configuration, each parent getting
+    the mean, std and 95% interval over seeds of its records' metrics (as does the parent of the seed runs a step adds metrics to, such
     as the continual evaluation's). A tuning sweep's `select` step is the same for every
     study (lifelearn.tuning.run_select)."""
     from lifelearn.tracking import log_seed_aggregates, parent_runs
