@@ -146,7 +146,8 @@ def test_snakemake_html_report_has_the_figures(pipeline):
         assert figure.stem in html
     # each figure carries its README caption (the caption file the report job writes)
     assert "Mean accuracy matrix R[i, j] (%) over seeds per run." in html
-    assert "Clean vs PGD accuracy; small dots: seeds, diamonds: means over seeds." in html
+    assert ("Clean vs AutoAttack accuracy (both on the AutoAttack samples); small dots: seeds, "
+            "diamonds: means over seeds.") in html
     # one category per study with its figures, and the run's cost
     start = html.index("var categories = ") + len("var categories = ")
     categories = json.loads(html[start:html.index(";", start)])

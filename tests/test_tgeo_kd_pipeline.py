@@ -90,9 +90,10 @@ def test_one_grid_value_reruns_only_its_candidate_the_selection_and_the_final_ru
                                                 **REPORT_ONLY}
 
 
-def test_the_configured_value_of_a_tuned_key_reruns_nothing(pipeline):
-    """kd's alpha is in its grid: the selection replaces the configured value everywhere."""
-    assert planned_jobs(pipeline, {"tgeo_kd": {"methods": {"kd": {"alpha": 0.8}}}}) == {}
+def test_the_configured_value_of_a_tuned_key_reruns_no_training(pipeline):
+    """kd's alpha is in its grid: the selection replaces the configured value in every job;
+    only the report (whose params are the resolved config it prints) reruns."""
+    assert planned_jobs(pipeline, {"tgeo_kd": {"methods": {"kd": {"alpha": 0.8}}}}) == REPORT_ONLY
 
 
 def test_kd_hyperparameter_outside_the_grid_reruns_only_kd_and_the_report(pipeline):
