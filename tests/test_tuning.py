@@ -203,3 +203,15 @@ def test_a_sweep_selects_on_val_and_a_poisoned_test_split_changes_nothing(tmp_pa
         _sweep(tmp_path / "poisoned", poisoned_data, teacher, run_ctx)
     again = json.loads((tmp_path / "poisoned" / jobs[2].outputs["selection"][0]).read_text())
     assert again["scores"] == selection["scores"] and again["chosen"] == selection["chosen"]
+
+
+def test_a_choice_at_the_edge_of_its_grid_is_flagged():
+    from lifelearn.report.selection import edge_keys, method_table
+
+    sel = {"study": "s", "name": "ce", "metric": "val_acc", "mode": "max", "seeds": [0],
+           "grid": {"train.lr": [0.01, 0.03, 0.1], "wd": [0.0, 0.1]}, "points": [{"train.lr": 0.1, "wd": 0.0}],
+           "scores": [[0.5]], "scores_mean": [0.5], "chosen_index": 0, "chosen": {"train.lr": 0.1, "wd": 0.0},
+           "budget": {"points": 6, "seeds": [0], "epochs": 2, "runs": 6, "epochs_total": 12}}
+    assert edge_keys(sel) == ["train.lr"]  # two-value keys have no inside
+    assert "**At the edge of its grid:** `train.lr`" in method_table(sel)
+    assert edge_keys(sel | {"chosen": {"train.lr": 0.03, "wd": 0.1}}) == []

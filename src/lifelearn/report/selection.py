@@ -25,6 +25,17 @@ def budget_text(budget: dict) -> str:
             f"= {budget['runs']} runs, {budget['epochs_total']} epochs")
 
 
+def edge_keys(selection: dict) -> list[str]:
+    """Grid keys of more than two numeric values whose chosen value is the grid's smallest or
+    largest: the optimum may lie outside the grid (widen it)."""
+    out = []
+    for key, values in selection["grid"].items():
+        numeric = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if len(numeric) > 2 and selection["chosen"][key] in (min(numeric), max(numeric)):
+            out.append(key)
+    return out
+
+
 def method_table(selection: dict) -> str:
     """One tuned method: a row per grid point, its score per seed and mean, the chosen one marked."""
     seeds = selection["seeds"]
@@ -36,6 +47,10 @@ def method_table(selection: dict) -> str:
     head = (f"**{selection['study']} / `{selection['name']}`**: selected by {selection['mode']} "
             f"`{selection['metric']}` on the validation split; budget: {budget_text(selection['budget'])}; "
             f"chosen: {point_text(selection['chosen'])}.")
+    edges = edge_keys(selection)
+    if edges:
+        head += (f" **At the edge of its grid:** {', '.join(f'`{k}`' for k in edges)} (the best value may lie "
+                 "outside the values tried).")
     return "\n\n".join([head, md_table(header, rows)])
 
 
