@@ -167,6 +167,26 @@ def pipeline(tmp_path_factory) -> Path:
     return workdir
 
 
+@pytest.fixture(scope="module")
+def digits_dir(tmp_path_factory):
+    """The embedded digits dataset, prepared once per test module."""
+    from lifelearn.data import prepare_dataset
+
+    root = tmp_path_factory.mktemp("data")
+    prepare_dataset("digits", data_root=root)
+    return root / "digits"
+
+
+@pytest.fixture
+def run_ctx(tmp_path):
+    """An MLflow context on a fresh SQLite store of the test's own."""
+    from lifelearn.tracking import RunContext, ensure_store
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ensure_store(uri)
+    return RunContext(uri, "test")
+
+
 def trained_model_paths(root: Path, seeds) -> dict[str, list[Path]]:
     """Output paths of a Lightning training job (checkpoints / metrics / history per seed)."""
     return {"checkpoints": [root / f"seed{s}.pt" for s in seeds], "metrics": [root / f"seed{s}.json" for s in seeds],

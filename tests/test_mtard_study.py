@@ -16,24 +16,6 @@ from conftest import REPO, run_job
 TINY_AA = {"samples": 24, "iterations": 3, "targets": 1, "square_queries": 5}
 
 
-@pytest.fixture(scope="module")
-def digits_dir(tmp_path_factory):
-    from lifelearn.data import prepare_dataset
-
-    root = tmp_path_factory.mktemp("data")
-    prepare_dataset("digits", data_root=root)
-    return root / "digits"
-
-
-@pytest.fixture
-def run_ctx(tmp_path):
-    from lifelearn.tracking import RunContext, ensure_store
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    ensure_store(uri)
-    return RunContext(uri, "test")
-
-
 def _config():
     cfg = load_config(REPO / "config", "smoke")
     for name in ("mnist1d_convnet", "mnist1d_convnet_pgd"):

@@ -123,24 +123,6 @@ def test_the_papers_baselines_are_tuned_with_the_budget_of_their_method(profile)
 
 
 # ------------------------------------------------------------------ a sweep, run in-process
-@pytest.fixture(scope="module")
-def digits_dir(tmp_path_factory):
-    from lifelearn.data import prepare_dataset
-
-    root = tmp_path_factory.mktemp("data")
-    prepare_dataset("digits", data_root=root)
-    return root / "digits"
-
-
-@pytest.fixture
-def run_ctx(tmp_path):
-    from lifelearn.tracking import RunContext, ensure_store
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    ensure_store(uri)
-    return RunContext(uri, "test")
-
-
 def _teacher(data_dir, path):
     """An untrained MLP as the teacher: the sweep only needs one to distil."""
     import torch
