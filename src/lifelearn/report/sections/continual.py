@@ -55,14 +55,17 @@ PRETRAINED_NOTE = (
 )
 
 
+def _runs(config: dict) -> dict:
+    """`continual.runs` of the config ({} without a continual section)."""
+    return (config.get("continual") or {}).get("runs") or {}
+
+
 def _setting_of(config: dict, name: str) -> str:
-    runs = (config.get("continual") or {}).get("runs") or {}
-    return runs.get(name, {}).get("setting", "unknown")
+    return _runs(config).get(name, {}).get("setting", "unknown")
 
 
 def _is_expert(config: dict, name: str) -> bool:
-    runs = (config.get("continual") or {}).get("runs") or {}
-    return "single_task" in (runs.get(name, {}).get("strategies") or {})
+    return "single_task" in (_runs(config).get(name, {}).get("strategies") or {})
 
 
 def _describe(config: dict, setting: str) -> str:
@@ -71,8 +74,11 @@ def _describe(config: dict, setting: str) -> str:
         return ""
     t = s["train"]
     model = s.get("model", {}).get("arch", "") if s["init"] == "scratch" else s["init"]
+    tuned = any(r.get("setting") == setting and "train.lr" in ((r.get("tune") or {}).get("grid") or {})
+                for r in _runs(config).values())
+    lr = f"lr {t['lr']}" + (" (tuned runs: the lr their sweep chose, see Hyper-parameter selection)" if tuned else "")
     return (f"{s['dataset']}, {s['scenario'].replace('_', '-')}, {s['n_tasks']} tasks, start: {model}, "
-            f"{t['epochs']} epoch(s) a task, batch {t['batch_size']}, {t['optimizer']} lr {t['lr']}, "
+            f"{t['epochs']} epoch(s) a task, batch {t['batch_size']}, {t['optimizer']} {lr}, "
             f"evaluation every {s['eval']['every']} iteration(s)")
 
 
@@ -89,7 +95,7 @@ CONTROL_NOTE = (
 
 def _er_line(config: dict, setting: str) -> str:
     """How the ER runs of `setting` combine their two CE terms (strategy er, key combine)."""
-    runs = (config.get("continual") or {}).get("runs") or {}
+    runs = _runs(config)
     forms: dict[str, list[str]] = {}
     for name, run in sorted(runs.items()):
         if run.get("setting") == setting and "er" in (run.get("strategies") or {}):
