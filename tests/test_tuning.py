@@ -90,6 +90,20 @@ def test_plan_without_a_tune_block_is_the_one_job_unchanged():
     assert job.spec == spec and "selection" not in job.inputs
 
 
+def test_a_control_borrows_the_selection_of_the_entry_it_controls():
+    """`tune_from`: the control's grid keys read TUNED and its selection is the source's file."""
+    real = {"train": {"lr": 0.1}, "tune": TUNE | {"grid": {"train.lr": [0.03, 0.1]}}}
+    control = {"train": {"lr": 0.1}, "tune_from": "real"}
+    entries = {"real": real, "control": control}
+    spec, path = tuning.borrowed_selection(entries, "control", control, (), "c.runs.control", "r/tuning")
+    assert spec["train"]["lr"] == tuning.TUNED and path == "r/tuning/real/selection.json"
+    assert tuning.borrowed_selection(entries, "real", real, (), "c.runs.real", "r/tuning") == (real, None)
+    with pytest.raises(ValueError, match=r"c.runs.control.tune_from: 'nope' is not an entry with a tune block"):
+        tuning.borrowed_selection(entries, "control", control | {"tune_from": "nope"}, (), "c.runs.control", "r")
+    with pytest.raises(ValueError, match="not both"):
+        tuning.borrowed_selection(entries, "control", control | {"tune": TUNE}, (), "c.runs.control", "r")
+
+
 def test_claims_between_tuned_methods_need_the_same_budget():
     claims = [{"id": "a_beats_b", "study": "s", "a": "a", "b": "b"}]
     tunes = {"a": TUNE, "b": TUNE | {"grid": {"tau": [1.0, 2.0, 4.0]}}}

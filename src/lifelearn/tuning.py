@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from pathlib import Path
 from typing import Callable
 
 TUNING_SPLITS = ("train", "val")  # what a tuning job loads: never the test split
@@ -263,17 +262,21 @@ def check_budgets(claims: list[dict], tunes: dict[str, dict], epochs: dict[str, 
                                  f"{a}: {[ba[k] for k in keys]}, {b}: {[bb[k] for k in keys]} (points, seeds, epochs)")
 
 
-def selection_files(jobs: list) -> list[str]:
-    return [f for j in jobs if j.step == "select" for f in j.outputs["selection"]]
-
-
-def read_selections(paths) -> dict[tuple[str, str], dict]:
-    """{(study, name): selection} of the selection.json files among `paths`."""
-    from lifelearn.io import read_json
-
-    out = {}
-    for p in paths:
-        if Path(p).name == SELECTION_FILE:
-            s = read_json(p)
-            out[(s["study"], s["name"])] = s
-    return out
+def borrowed_selection(entries: dict, name: str, entry: dict, entry_path: tuple[str, ...], where: str,
+                       selection_dir: str) -> tuple[dict, str | None]:
+    """An entry with `tune_from: <other>` (a control, e.g. the no-switch stream of a tuned
+    run) takes <other>'s selected values instead of tuning its own: its spec holds TUNED at
+    <other>'s grid keys, and its final job reads <other>'s selection.json (the path returned),
+    so the control trains with exactly the values the real entry chose. (spec, None) when
+    the entry has no `tune_from`."""
+    source = entry.get("tune_from")
+    if not source:
+        return entry, None
+    if entry.get("tune"):
+        raise ValueError(f"{where}.tune_from: an entry takes another's selection or tunes its own, not both")
+    if source not in entries or not entries[source].get("tune"):
+        raise ValueError(f"{where}.tune_from: {source!r} is not an entry with a tune block")
+    grid = entries[source]["tune"]["grid"]
+    for key in grid:
+        check_key(entry, key_path(entry, entry_path, key), key, where)
+    return apply_point(entry, entry_path, dict.fromkeys(grid, TUNED)), f"{selection_dir}/{source}/{SELECTION_FILE}"

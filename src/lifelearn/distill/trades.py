@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from lifelearn.evaluate.robustness import attack_settings, random_start
+from lifelearn.evaluate.robustness import attack_settings, linf_pgd
 from lifelearn.train.module import ClassifierModule
 
 
@@ -48,29 +48,10 @@ def kl_pgd_attack(model: torch.nn.Module, x: torch.Tensor, target_logits: torch.
                   step_size: float, steps: int, start: str = "normal", tau: float = 1.0,
                   generator: torch.Generator | None = None) -> torch.Tensor:
     """L-inf PGD maximising sum_i KL(softmax(target_i / tau) || softmax(model(x'_i) / tau));
-    `target_logits` are fixed (detached). Model in eval mode while attacked and restored
-    after; returns x_adv (detached) in the eps-ball around x and in [0, 1]."""
-    was_training = model.training
-    model.eval()
-    grad_flags = [p.requires_grad for p in model.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(False)
+    `target_logits` are fixed (detached)."""
     target = target_logits.detach()
-    try:
-        x = x.detach()
-        lower, upper = (x - eps).clamp_min(0.0), (x + eps).clamp_max(1.0)
-        x_adv = random_start(x, eps, start, generator)
-        for _ in range(steps):
-            x_adv.requires_grad_(True)
-            with torch.enable_grad():
-                loss = soft_kl(target, model(x_adv), tau, "sum")
-                (grad,) = torch.autograd.grad(loss, x_adv)
-            x_adv = torch.max(torch.min(x_adv.detach() + step_size * grad.sign(), upper), lower)
-    finally:
-        for p, flag in zip(model.parameters(), grad_flags):
-            p.requires_grad_(flag)
-        model.train(was_training)
-    return x_adv.detach()
+    return linf_pgd(model, x, lambda logits: soft_kl(target, logits, tau, "sum"), eps, step_size, steps, start,
+                    generator)
 
 
 def trades_loss(clean_logits: torch.Tensor, adv_logits: torch.Tensor, targets: torch.Tensor,

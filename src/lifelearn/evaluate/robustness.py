@@ -16,6 +16,8 @@ start (tests/test_autoattack.py), and runs without ART's numpy round trips.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch.nn import functional as F
 
@@ -47,10 +49,12 @@ def random_start(x: torch.Tensor, eps: float, kind: str, generator: torch.Genera
     return (x + noise).clamp(0.0, 1.0)
 
 
-def pgd_attack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, step_size: float,
-               steps: int, start: str = "uniform", generator: torch.Generator | None = None) -> torch.Tensor:
-    """L-inf PGD on the cross-entropy of `model`; returns x_adv (detached) with
-    ||x_adv - x||_inf <= eps and x_adv in [0, 1]. Model parameters get no gradient."""
+def linf_pgd(model: torch.nn.Module, x: torch.Tensor, loss: Callable[[torch.Tensor], torch.Tensor], eps: float,
+             step_size: float, steps: int, start: str = "uniform",
+             generator: torch.Generator | None = None) -> torch.Tensor:
+    """L-inf PGD ascending `loss(model(x'))` (a scalar); returns x_adv (detached) with
+    ||x_adv - x||_inf <= eps and x_adv in [0, 1]. Model in eval mode while attacked and
+    restored after; its parameters get no gradient."""
     was_training = model.training
     model.eval()
     grad_flags = [p.requires_grad for p in model.parameters()]
@@ -63,14 +67,19 @@ def pgd_attack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: fl
         for _ in range(steps):
             x_adv.requires_grad_(True)
             with torch.enable_grad():
-                loss = F.cross_entropy(model(x_adv), y)
-                (grad,) = torch.autograd.grad(loss, x_adv)
+                (grad,) = torch.autograd.grad(loss(model(x_adv)), x_adv)
             x_adv = torch.max(torch.min(x_adv.detach() + step_size * grad.sign(), upper), lower)
     finally:
         for p, flag in zip(model.parameters(), grad_flags):
             p.requires_grad_(flag)
         model.train(was_training)
     return x_adv.detach()
+
+
+def pgd_attack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, step_size: float,
+               steps: int, start: str = "uniform", generator: torch.Generator | None = None) -> torch.Tensor:
+    """L-inf PGD on the cross-entropy of `model` (Madry et al. 2018)."""
+    return linf_pgd(model, x, lambda logits: F.cross_entropy(logits, y), eps, step_size, steps, start, generator)
 
 
 def pgd_from_config(model, x, y, cfg: dict, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -70,7 +70,8 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
                            code=(*TRAIN_CODE, *tuning.CODE), datasets=(spec["dataset"],), inputs=inputs,
                            report={"history": files["history"], "extra": files["stream"] + files["matrix"]})
 
-        spec, shared = shared_selection(runs, name, run, f"{layout.results}/{STUDY}/tuning")
+        spec, shared = tuning.borrowed_selection(runs, name, run, (), f"continual.runs.{name}",
+                                                 f"{layout.results}/{STUDY}/tuning")
         planned = tuning.plan(f"continual_{name}", name, spec, (), seeds, f"continual.runs.{name}", make_job,
                               f"{layout.results}/{STUDY}/tuning")
         if shared:  # the final job reads the selection of the run it controls
@@ -87,28 +88,6 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
                            outputs={"evaluation": evaluation, "summary": [summary]}, training=False,
                            report={"metrics": evaluation, "extra": [summary]}))
     return out
-
-
-def shared_selection(runs: dict, name: str, run: dict, selection_dir: str) -> tuple[dict, str | None]:
-    """A run with `tune_from: <run>` (a control, e.g. the no-switch stream of a tuned run)
-    takes that run's selected values instead of tuning its own: its spec holds TUNED at the
-    source's grid keys and its final job reads the source's selection.json (the path
-    returned), so the control trains with exactly the real run's chosen learning rate."""
-    from lifelearn import tuning
-
-    source = run.get("tune_from")
-    if not source:
-        return run, None
-    where = f"continual.runs.{name}.tune_from"
-    if run.get("tune"):
-        raise ValueError(f"{where}: a run takes its values from another run's selection or tunes its own, not both")
-    if source not in runs or not runs[source].get("tune"):
-        raise ValueError(f"{where}: {source!r} is not a run with a tune block")
-    grid = runs[source]["tune"]["grid"]
-    for key in grid:
-        tuning.check_key(run, tuning.key_path(run, (), key), key, f"continual.runs.{name}")
-    return (tuning.apply_point(run, (), dict.fromkeys(grid, tuning.TUNED)),
-            f"{selection_dir}/{source}/{tuning.SELECTION_FILE}")
 
 
 def check_tuning(config: dict, runs: dict) -> None:

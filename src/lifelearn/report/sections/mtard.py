@@ -72,7 +72,10 @@ def autoattack_text(cfg: dict, df: pd.DataFrame) -> str:
             f"{', '.join(left) or 'none'} (FAB-T is not in ART; ART's Square needs image-shaped inputs), so its "
             "accuracy is an upper bound of the reference package's. The robustness claims are judged on the "
             "AutoAttack columns; PGD-20 is reported beside them. 'clean acc, AA subset' is the clean accuracy on "
-            "the same samples, and 'weighted robust acc, AA' the mean of the two.")
+            "the same samples, and 'weighted robust acc, AA' the mean of the two."
+            + (f" Tuning candidates are selected by the same attack on the first {s['samples']} validation samples "
+               "(their AutoAttack weighted robust accuracy), so selection and claims use one metric."
+               if aa.get("tuning") else " Tuning candidates are selected on PGD-20 (val), not AutoAttack."))
 
 
 def _scatter(points: pd.DataFrame, path: Path, x: str = "test_clean_acc", y: str = "test_pgd_acc",
