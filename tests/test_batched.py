@@ -71,12 +71,14 @@ def sequential(spec, cfg, x, y, loss=None, seeds=SEEDS):
     return models, histories
 
 
+@pytest.mark.parametrize("backend", ["layers", "vmap"])
 @pytest.mark.parametrize("spec", [MLP, CONV_INSTANCE, CONV_NONE], ids=["mlp", "convnet-instance", "convnet-none"])
 @pytest.mark.parametrize("cfg", [SGD, ADAM, ADAMW], ids=["sgd-momentum-wd", "adam-cosine", "adamw-multistep"])
-def test_batched_equals_each_seed_alone(spec, cfg):
+def test_batched_equals_each_seed_alone(spec, cfg, backend):
     x, y = data()
     alone, hist_alone = sequential(spec, cfg, x, y)
-    stacked = StackedModels([model(spec, s) for s in SEEDS])
+    stacked = StackedModels([model(spec, s) for s in SEEDS], backend=backend)
+    assert stacked.backend == backend
     hist = fit_batched(stacked, x, y, cfg, template_order(SEEDS))
     assert_same_models(stacked.write_back(), alone)
     for h, ha in zip(hist, hist_alone):
@@ -88,6 +90,31 @@ def test_batched_equals_each_seed_alone(spec, cfg):
     with torch.no_grad():
         own = torch.tensor([(m(x).argmax(1) == y).float().mean().item() for m in alone])
     torch.testing.assert_close(stacked.accuracy(x, y, batch_size=32), own)
+
+
+@pytest.mark.parametrize("spec", [MLP, CONV_INSTANCE, {"arch": "convnet", "channels": [4, 8, 8], "norm": "batch"},
+                                  {"arch": "convnet", "channels": [3], "norm": "none"}],
+                         ids=["mlp", "convnet-instance", "convnet-batchnorm-eval", "convnet-1layer"])
+def test_both_backends_compute_each_models_own_function(spec):
+    """Every method (forward, features, head), per-model and shared inputs, 2-D inputs too."""
+    for shape in (SHAPE, (2, 6, 6)):
+        models = []
+        for s in SEEDS:
+            torch.manual_seed(s)
+            m = build_model(spec, shape, 5, mean=[0.3] * shape[0], std=[0.2] * shape[0])
+            with torch.no_grad():
+                m(torch.rand(16, *shape))  # training-mode pass: BatchNorm gets its own running stats
+            models.append(m.eval())
+        training = spec.get("norm") != "batch"
+        x = torch.rand(3, 7, *shape)
+        for backend in ("layers", "vmap"):
+            stacked = StackedModels(models, training=training, backend=backend)
+            with torch.no_grad():
+                torch.testing.assert_close(stacked(x), torch.stack([m(x[k]) for k, m in enumerate(models)]))
+                torch.testing.assert_close(stacked(x[0], shared=True), torch.stack([m(x[0]) for m in models]))
+                feats = stacked(x, method="features")
+                torch.testing.assert_close(feats, torch.stack([m.features(x[k]) for k, m in enumerate(models)]))
+                torch.testing.assert_close(stacked(feats, method="head"), stacked(x))
 
 
 def test_batched_optimiser_equals_independent_ones_by_hand():
@@ -219,6 +246,9 @@ def test_refuses_what_vmap_cannot_batch_exactly():
         StackedModels([model({"arch": "convnet", "channels": [4], "norm": "batch"}, s) for s in SEEDS])
     with pytest.raises(ValueError, match="dropout"):
         StackedModels([torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Dropout(0.5)) for _ in SEEDS])
+    with pytest.raises(ValueError, match="backend 'layers' does not support"):
+        StackedModels([torch.nn.Sequential(torch.nn.Linear(3, 3)) for _ in SEEDS], backend="layers")
+    assert StackedModels([torch.nn.Sequential(torch.nn.Linear(3, 3)) for _ in SEEDS]).backend == "vmap"
     with pytest.raises(ValueError, match="one architecture"):
         StackedModels([model(MLP, 0), model({"arch": "mlp", "hidden": [8]}, 1)])
     with pytest.raises(ValueError, match="train.gradient_clip_val"):
