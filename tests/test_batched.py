@@ -146,16 +146,19 @@ def test_batched_optimiser_equals_independent_ones_by_hand():
     torch.testing.assert_close(ind, expected)
 
 
-def test_summed_loss_gives_each_model_its_own_gradient():
+@pytest.mark.parametrize("backend", ["layers", "vmap"])
+def test_summed_loss_gives_each_model_its_own_gradient(backend):
     x, y = data(12)
     alone = [model(MLP, s) for s in SEEDS]
-    stacked = StackedModels([model(MLP, s) for s in SEEDS])
+    stacked = StackedModels([model(MLP, s) for s in SEEDS], backend=backend)
     xb = torch.stack([x[k::3][:4] for k in range(3)])
     yb = torch.stack([y[k::3][:4] for k in range(3)])
     ce_loss(stacked, xb, yb).sum().backward()
     for k, m in enumerate(alone):
         F.cross_entropy(m(xb[k]), yb[k]).backward()
-        torch.testing.assert_close(stacked.params["module.head.weight"].grad[k], m.head.weight.grad)
+        for name, p in m.named_parameters():
+            grad = stacked.in_model_layout(f"module.{name}", stacked.params[f"module.{name}"].grad)
+            torch.testing.assert_close(grad[k], p.grad, msg=name)
 
 
 def test_per_model_training_sets_of_one_size():
