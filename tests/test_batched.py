@@ -257,3 +257,27 @@ def test_refuses_what_vmap_cannot_batch_exactly():
     with pytest.raises(ValueError, match="train.gradient_clip_val"):
         check_train_config({**SGD, "gradient_clip_val": 1.0})
     check_train_config({**SGD, "augment": "none", "train_samples": 10, "eval_batch_size": 64})
+    x, y = data(20)
+    stacked = StackedModels([model(MLP, s) for s in SEEDS])
+    with pytest.raises(ValueError, match="train.augment"):
+        fit_batched(stacked, x, y, {**SGD, "augment": "crop_flip"}, template_order(SEEDS))
+    with pytest.raises(ValueError, match="train.train_samples"):
+        fit_batched(stacked, x, y, {**SGD, "train_samples": 10}, template_order(SEEDS))
+
+
+def test_augmentation_drawn_per_seed():
+    """augment(k, xb) with seed k's own generator: equal to each seed augmenting alone."""
+    x, y = data()
+
+    def noise(xb, g):
+        return (xb + 0.1 * torch.randn(xb.shape, generator=g)).clamp(0, 1)
+    alone = []
+    for s in SEEDS:
+        m, g, ag = model(MLP, s), torch.Generator().manual_seed(s), torch.Generator().manual_seed(50 + s)
+        fit_single(m, x, y, SGD, lambda e, n, g=g: torch.randperm(n, generator=g),
+                   augment=lambda xb, ag=ag: noise(xb, ag))
+        alone.append(m)
+    gens = [torch.Generator().manual_seed(50 + s) for s in SEEDS]
+    stacked = StackedModels([model(MLP, s) for s in SEEDS])
+    fit_batched(stacked, x, y, SGD, template_order(SEEDS), augment=lambda k, xb: noise(xb, gens[k]))
+    assert_same_models(stacked.write_back(), alone)

@@ -31,6 +31,19 @@ Where vmap cannot serve (refused with a clear error, `check_batchable`)
   on a model's values (e.g. a per-seed buffer whose size depends on training) must stay on
   the sequential path.
 
+Two backends compute the same per-model function: "vmap" (the recipe above, any vmap-able
+model) and "layers" (`_StackedLayers`: the project's MLP/ConvNet backbones as batched
+kernels, baddbmm and grouped convolution, without vmap's per-call overhead, which on this
+project's CPU machine cost more than a digits MLP's whole step); "auto" takes "layers"
+where it applies. Batching removes per-step overhead, not arithmetic: on one CPU thread it
+pays for small batches and models (the continual streams) and little or nothing for
+compute-bound steps (benchmarks/seed_batching.py).
+
+Not batchable in lock-step (callers keep those on the sequential path): seeds whose data
+differ in size, e.g. continual streams whose per-seed class order gives tasks of different
+sizes (digits class-/task-incremental), since every model must take the same number of
+steps of the same batch size.
+
 Reference: the torch.func ensembling tutorial (stack_module_state, functional_call on a
 "meta" copy of the base model); departs from it in calling any method of the base model
 (`features`, `head`) through a thin wrapper, and in training (the tutorial only predicts).
@@ -66,9 +79,9 @@ def check_train_config(cfg: dict) -> None:
 
 def check_batchable(model: nn.Module, training: bool = True) -> None:
     """Raise ValueError naming the first module vmap cannot batch exactly (see module docstring)."""
+    if not training:
+        return
     for name, module in model.named_modules():
-        if not training:
-            continue
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             raise ValueError(f"seed-batched training refuses {name or 'the model'} ({type(module).__name__}): "
                              "BatchNorm updates running statistics in place, which vmap cannot batch; "
@@ -342,6 +355,11 @@ def fit_batched(stacked: StackedModels, x, y, train_cfg: dict, order: Callable[[
     n = y.shape[-1]
     if per_model and y.shape[0] != K:
         raise ValueError(f"per-model training data has {y.shape[0]} sets for {K} models")
+    if train_cfg.get("augment", "none") != "none" and augment is None:
+        raise ValueError(f"train.augment is {train_cfg['augment']!r}: pass fit_batched an augment(k, xb) that "
+                         "draws seed k's augmentation")
+    if train_cfg.get("train_samples") is not None and not per_model:
+        raise ValueError("train.train_samples draws a subset per seed: pass per-model data [K, N, ...]")
     optimizer = build_optimizer(stacked.parameters(), train_cfg)
     scheduler = build_scheduler(optimizer, train_cfg)
     bs = train_cfg["batch_size"]
