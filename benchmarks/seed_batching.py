@@ -1,7 +1,7 @@
 """Seed-batched training (lifelearn.train.batched) vs the same K seeds trained one after
 another, in one process on the same data, batch size and number of steps (issue 16, part 3).
 
-    python benchmarks/seed_batching.py [--ks 5 20] [--repeats 3] [--threads 1]
+    python benchmarks/seed_batching.py [--ks 5 20] [--repeats 3] [--threads 1] [--cases NAME ...]
 
 Cases (the pipeline's configurations; sizes cut where noted so the whole run stays short):
   continual_online   digits MLP [100, 100], class-incremental 5 tasks, 1 epoch of batch 10, SGD 0.1
@@ -119,11 +119,14 @@ def main() -> None:
     parser.add_argument("--ks", type=int, nargs="+", default=[5, 20])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--cases", nargs="+", help="only these cases (names as printed)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     digits, mnist1d = dataset("digits"), dataset("mnist1d")
     results = []
     for name, ds, spec, tasks, cfg, kind in cases(digits, mnist1d):
+        if args.cases and name not in args.cases:
+            continue
         warm = [(x[:64], y[:64]) for x, y in tasks[:1]]
         for k in args.ks:
             seeds = list(range(k))
