@@ -1,0 +1,152 @@
+"""Seed-batched training (lifelearn.train.batched) vs the same K seeds trained one after
+another, in one process on the same data, batch size and number of steps (issue 16, part 3).
+
+    python benchmarks/seed_batching.py [--ks 5 20] [--repeats 3] [--threads 1] [--cases NAME ...]
+
+Cases (the pipeline's configurations; sizes cut where noted so the whole run stays short):
+  continual_online   digits MLP [100, 100], class-incremental 5 tasks, 1 epoch of batch 10, SGD 0.1
+  continual_offline  digits MLP [100, 100], 5 tasks, 5 epochs of batch 32, SGD 0.05
+  teacher_mlp        MNIST-1D MLP [256, 256], batch 128, Adam + cosine (first 2048 samples, 2 epochs)
+  teacher_convnet    MNIST-1D ConvNet [32, 64, 64] norm "instance" and "none" (the configured teacher
+                     uses BatchNorm, which the batched path refuses), same train settings
+  kd_student         MNIST-1D MLP [64] student, vanilla KD (a 0.5, tau 4) from its own frozen
+                     BatchNorm ConvNet teacher [32, 64, 64] (eval mode: batchable)
+  pgd_student        MNIST-1D MLP [64] student, PGD-AT (PGD-3, eps 0.03) as the MTARD baseline
+Both sides run the plain loop of train/batched.py (`fit_single` vs `fit_batched`): the
+sequential side is the cheapest sequential path (no Lightning, no per-step evaluation), so
+the ratios are a lower bound on what batching saves against the pipeline's Lightning jobs.
+Prints per case the seconds of both, the throughput ratio sequential / batched and
+writes benchmarks/results/seed_batching.json. Timings depend on the machine and its load.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+from lifelearn.data import load_dataset, prepare_dataset
+from lifelearn.distill.kd import fused_loss, per_sample_ce, per_sample_kd
+from lifelearn.evaluate.robustness import pgd_attack
+from lifelearn.io import write_json
+from lifelearn.models import build_model
+from lifelearn.train.batched import StackedModels, fit_batched, fit_single, kd_loss, pgd_loss, template_order
+
+ROOT = Path(__file__).resolve().parents[1]
+ADAM = {"optimizer": "adam", "lr": 0.003, "weight_decay": 0.0001, "schedule": "cosine", "batch_size": 128, "epochs": 2}
+ATTACK = {"eps": 0.03, "step_size": 0.025, "steps": 3, "random_start": "uniform"}
+
+
+def dataset(name: str):
+    if not (ROOT / "data" / name / "meta.json").exists():
+        prepare_dataset(name, data_root=ROOT / "data")
+    return load_dataset(ROOT / "data" / name)
+
+
+def class_tasks(x, y, n_tasks=5):
+    """A class-incremental split: task t holds classes (2t, 2t + 1)."""
+    return [(x[(y == 2 * t) | (y == 2 * t + 1)], y[(y == 2 * t) | (y == 2 * t + 1)]) for t in range(n_tasks)]
+
+
+def build(ds, spec, seed):
+    torch.manual_seed(seed)
+    return build_model(spec, ds.input_shape, ds.num_classes, ds.mean, ds.std)
+
+
+def run_sequential(ds, spec, tasks, cfg, seeds, loss_for=None):
+    for k, s in enumerate(seeds):
+        model, g = build(ds, spec, s), torch.Generator().manual_seed(s)
+        for x, y in tasks:  # the optimiser is rebuilt per task, as in the continual template
+            fit_single(model, x, y, cfg, lambda e, n: torch.randperm(n, generator=g),
+                       loss_for(k) if loss_for else None)
+
+
+def run_batched(ds, spec, tasks, cfg, seeds, loss=None):
+    stacked, order = StackedModels([build(ds, spec, s) for s in seeds]), template_order(seeds)
+    for x, y in tasks:
+        fit_batched(stacked, x, y, cfg, order, **({"loss": loss(stacked)} if loss else {}))
+    stacked.write_back()
+
+
+def cases(digits, mnist1d):
+    dx, dy = torch.as_tensor(digits.x_train), torch.as_tensor(digits.y_train)
+    mx, my = torch.as_tensor(mnist1d.x_train)[:2048], torch.as_tensor(mnist1d.y_train)[:2048]
+    mlp100, student = {"arch": "mlp", "hidden": [100, 100]}, {"arch": "mlp", "hidden": [64]}
+    yield "continual_online", digits, mlp100, class_tasks(dx, dy), {"epochs": 1, "batch_size": 10, "optimizer": "sgd",
+                                                                   "lr": 0.1}, None
+    yield "continual_offline", digits, mlp100, class_tasks(dx, dy), {"epochs": 5, "batch_size": 32, "optimizer": "sgd",
+                                                                    "lr": 0.05}, None
+    yield "teacher_mlp", mnist1d, {"arch": "mlp", "hidden": [256, 256]}, [(mx, my)], ADAM, None
+    for norm in ("instance", "none"):
+        yield f"teacher_convnet_{norm}", mnist1d, {"arch": "convnet", "channels": [32, 64, 64], "norm": norm}, \
+            [(mx, my)], ADAM, None
+    yield "kd_student", mnist1d, student, [(mx, my)], ADAM, "kd"
+    yield "pgd_student", mnist1d, student, [(mx, my)], {**ADAM, "epochs": 1}, "pgd"
+
+
+def losses(kind, ds, seeds):
+    """(per-seed sequential loss, batched loss factory) for KD / PGD-AT; (None, None) for CE."""
+    if kind == "kd":
+        teachers = [build(ds, {"arch": "convnet", "channels": [32, 64, 64]}, 100 + s).eval() for s in seeds]
+
+        def seq(k):
+            def loss(m, xb, yb):
+                with torch.no_grad():
+                    t = teachers[k](xb)
+                s = m(xb)
+                return fused_loss(0.5, per_sample_kd(s, t, 4.0), per_sample_ce(s, yb))
+            return loss
+        return seq, lambda stacked: kd_loss(StackedModels(teachers, training=False), 0.5, 4.0)
+    if kind == "pgd":
+        def seq(k):
+            g = torch.Generator().manual_seed(1000 + seeds[k])
+            return lambda m, xb, yb: F.cross_entropy(m(pgd_attack(m, xb, yb, 0.03, 0.025, 3, "uniform", g)), yb)
+        return seq, lambda stacked: pgd_loss(ATTACK, [torch.Generator().manual_seed(1000 + s) for s in seeds])
+    return None, None
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--ks", type=int, nargs="+", default=[5, 20])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--cases", nargs="+", help="only these cases (names as printed)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    digits, mnist1d = dataset("digits"), dataset("mnist1d")
+    results = []
+    for name, ds, spec, tasks, cfg, kind in cases(digits, mnist1d):
+        if args.cases and name not in args.cases:
+            continue
+        warm = [(x[:64], y[:64]) for x, y in tasks[:1]]
+        for k in args.ks:
+            seeds = list(range(k))
+            seq_loss, bat_loss = losses(kind, ds, seeds)
+            run_sequential(ds, spec, warm, cfg, seeds[:2], seq_loss)  # warm-up: first calls, allocator
+            run_batched(ds, spec, warm, cfg, seeds, bat_loss)
+            seq, bat = [], []
+            for _ in range(args.repeats):  # interleaved, so drift affects both alike
+                seq.append(timed(lambda: run_sequential(ds, spec, tasks, cfg, seeds, seq_loss)))
+                bat.append(timed(lambda: run_batched(ds, spec, tasks, cfg, seeds, bat_loss)))
+            row = {"case": name, "K": k, "model": spec, "batch_size": cfg["batch_size"],
+                   "samples_per_seed": cfg["epochs"] * sum(len(y) for _, y in tasks),
+                   "sequential_s": statistics.median(seq), "batched_s": statistics.median(bat)}
+            row["ratio"] = row["sequential_s"] / row["batched_s"]
+            results.append(row)
+            print(f"{name:24s} K={k:3d} batch {cfg['batch_size']:4d}: sequential {row['sequential_s']:7.2f} s, "
+                  f"batched {row['batched_s']:6.2f} s, throughput ratio {row['ratio']:5.1f}x", flush=True)
+    write_json(ROOT / "benchmarks" / "results" / "seed_batching.json",
+               {"threads": args.threads, "repeats": args.repeats, "torch": torch.__version__, "cases": results})
+
+
+if __name__ == "__main__":
+    main()
