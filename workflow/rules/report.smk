@@ -54,7 +54,7 @@ rule report:
 
 rule pipeline_cost:
     """Wall time, CPU time, peak memory and the phase split of every job of the run, per
-    rule, stage and study, from the benchmark and phase files of the jobs (lifelearn.pipeline_cost).
+    study, stage and rule, from the benchmark and phase files of the jobs (lifelearn.pipeline_cost).
     """
     input:
         # after the report, the last job: every other job's benchmark file is there
