@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import textwrap
@@ -90,11 +91,17 @@ def parse_importtime(stderr: str) -> tuple[float, dict[str, float]]:
     return total / 1e6, heavy
 
 
-def measure(src: Path, entry: dict) -> tuple[float, dict[str, float]]:
+def measure(src: Path, entry: dict) -> tuple[float, float, dict[str, float]]:
+    """(import seconds, the process's CPU seconds (user + system: less moved by other load
+    than wall time), heavy packages) of one fresh interpreter running `entry`."""
     env = os.environ | {"PYTHONPATH": str(src), "PYTHONDONTWRITEBYTECODE": "1"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run([sys.executable, "-X", "importtime", "-c", entry_code(entry)], env=env, cwd=src.parent,
                          capture_output=True, text=True, check=True)
-    return parse_importtime(out.stderr)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    total, heavy = parse_importtime(out.stderr)
+    return total, cpu, heavy
 
 
 def main() -> None:
@@ -105,14 +112,17 @@ def main() -> None:
     args = parser.parse_args()
     trees = dict(s.split("=", 1) for s in args.src) or {"this tree": str(ROOT / "src")}
     print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
-    print("| entry | tree | import s (min of %d) | heavy packages pulled (s where first imported) |" % args.repeat)
-    print("|---|---|---|---|")
+    print(f"| entry | tree | import s (min of {args.repeat}) | CPU s (min) | heavy packages pulled (s where first imported) |")
+    print("|---|---|---|---|---|")
     for name in args.entry or ENTRIES:
-        for label, src in trees.items():
-            runs = [measure(Path(src).resolve(), ENTRIES[name]) for _ in range(args.repeat)]
-            total, heavy = min(runs, key=lambda r: r[0])
+        runs = {label: [] for label in trees}
+        for _ in range(args.repeat):  # the trees alternate: both see the same load
+            for label, src in trees.items():
+                runs[label].append(measure(Path(src).resolve(), ENTRIES[name]))
+        for label, measured in runs.items():
+            total, _, heavy = min(measured, key=lambda r: r[0])
             pulled = ", ".join(f"{k} {v:.2f}" for k, v in sorted(heavy.items(), key=lambda kv: -kv[1]))
-            print(f"| {name} | {label} | {total:.2f} | {pulled} |", flush=True)
+            print(f"| {name} | {label} | {total:.2f} | {min(r[1] for r in measured):.2f} | {pulled} |", flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     print(textwrap.fill("Import seconds are the sum of the top-level imports' cumulative times under -X importtime "
                         "(which itself slows imports a little); read them as this machine's at this load.", 100))

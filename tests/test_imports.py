@@ -217,3 +217,24 @@ def test_planning_the_studies_loads_no_torch_or_lightning():
     imports = "lifelearn.config, lifelearn.jobs, " + ", ".join(
         f"lifelearn.studies.{p.stem}" for p in sorted((SRC / "lifelearn" / "studies").glob("[a-z]*.py")))
     assert loaded_after(imports, ("torch", "pytorch_lightning", "mlflow", "pandas", "matplotlib")) == []
+
+
+def test_import_cost_reads_importtime_output_top_level_sums_and_first_heavy_import():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("import_cost", SRC.parent / "benchmarks" / "import_cost.py")
+    cost = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cost)
+    stderr = ("import time: self [us] | cumulative | imported package\n"
+              "import time:       100 |        100 |     numpy.core\n"
+              "import time:       400 |     250000 |   pandas\n"
+              "import time:      1000 |     500000 | mlflow\n"
+              "import time:        50 |    2000000 | torch\n"
+              "import time:        10 |        900 |   pandas\n"      # a later, already-loaded mention
+              "import time:        20 |      30000 | lifelearn.stats\n"
+              "unrelated line\n")
+    total, heavy = cost.parse_importtime(stderr)
+    assert total == pytest.approx(2.53) and heavy == {"pandas": 0.25, "mlflow": 0.5, "torch": 2.0}
+    code = cost.entry_code({"imports": ["torch", "lifelearn.phases"], "calls": ["print(1)"]})
+    assert code.splitlines()[0] == "import torch" and "except ModuleNotFoundError as err:" in code
+    compile(code, "<entry>", "exec")
