@@ -68,3 +68,21 @@ def test_holm_by_hand():
     assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
     assert holm([0.02]) == [0.02] and holm([]) == []
+
+
+def test_paired_interval_by_hand_and_equal_to_scipy_stats_t():
+    """[1, 2, 3]: mean 2, sd 1, t_{0.975, 2} = 4.302652729911275 (tables: 4.303), half-width
+    4.3027 / sqrt(3) = 2.4841; the quantile (scipy.special.stdtrit) is scipy.stats.t.ppf's own."""
+    import numpy as np
+    from scipy.stats import t as student_t
+
+    from lifelearn.stats import paired_interval
+
+    mean, low, high = paired_interval([1.0, 2.0, 3.0])
+    assert mean == 2.0 and low == pytest.approx(2 - 2.4841377, abs=1e-6) and high == pytest.approx(2 + 2.4841377, abs=1e-6)
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 5, 10, 40):
+        d = rng.normal(size=n)
+        half = student_t.ppf(0.975, n - 1) * d.std(ddof=1) / np.sqrt(n)
+        assert paired_interval(d)[1:] == (float(d.mean()) - float(half), float(d.mean()) + float(half))
+    assert paired_interval([0.5]) == (0.5, None, None)

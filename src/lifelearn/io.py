@@ -18,6 +18,8 @@ from typing import Iterator
 
 import numpy as np
 
+from lifelearn.phases import phase
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -26,16 +28,17 @@ os.umask(_UMASK)
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix or ".tmp")
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual file mode
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with phase("writing"):  # the caller writes into `tmp` inside (lifelearn.phases)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix or ".tmp")
+        os.close(fd)
+        tmp = Path(tmp)
+        try:
+            yield tmp
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual file mode
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

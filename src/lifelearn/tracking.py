@@ -25,6 +25,7 @@ from typing import Iterable, Iterator
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from lifelearn.io import md5_tree, read_json, write_json
+from lifelearn.phases import timed
 
 MAX_PARAM_CHARS = 6000
 MAX_BATCH_METRICS = 1000  # MLflow's limit on metrics per log_batch call
@@ -78,18 +79,21 @@ def without_credentials(uri: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
+@timed("logging")
 def _client(uri: str):
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=without_credentials(uri))
 
 
+@timed("logging")
 def ensure_store(uri: str) -> None:
     """Create (migrate) the store once, under a lock; call before parallel jobs start."""
     with _store_lock(uri):
         _client(uri).search_experiments(max_results=1)
 
 
+@timed("logging")
 def experiment_id(uri: str, name: str) -> str:
     """Id of the model-training experiment `name`, created (under the store lock) if
     missing; an existing one without that kind gets it."""
@@ -205,6 +209,7 @@ class DatasetRef:
         return DatasetInput(Dataset(**meta.to_dict()), tags=[InputTag(MLFLOW_DATASET_CONTEXT, "train")])
 
 
+@timed("logging")
 def _log_points(client, run_id: str, points: Iterable[tuple[str, float, int]]) -> None:
     """Log (key, value, step) points, one timestamp for all, in log_batch calls of at
     most MAX_BATCH_METRICS (a call per point would cost a store write each)."""
@@ -231,9 +236,11 @@ class TrackedRun:
         """Log (key, value, step) points in as few store writes as MLflow allows."""
         _log_points(_client(self.tracking_uri), self.run_id, points)
 
+    @timed("logging")
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         _client(self.tracking_uri).log_artifact(self.run_id, str(path), artifact_path)
 
+    @timed("logging")
     def log_checkpoint(self, path: str | os.PathLike, name: str) -> str:
         """The checkpoint file `path` (lifelearn.models.checkpoint) as an MLflow logged model
         `name` of this run, READY and linked as the run's output (the run page's Logged
@@ -257,6 +264,7 @@ class TrackedRun:
         return MLFlowLogger(experiment_name=self.experiment, run_id=self.run_id, tracking_uri=self.tracking_uri)
 
 
+@timed("logging")
 def _create_run(client, exp_id: str, run_name: str, tags: dict, params: dict) -> str:
     from mlflow.entities import Param
 
@@ -287,6 +295,7 @@ class ParentRuns:
             write_json(self.state, self.ids)
         return self.ids[name]
 
+    @timed("logging")
     def end(self, uri: str, status: str) -> None:
         client = _client(uri)
         for run_id in self.ids.values():
@@ -317,6 +326,7 @@ def aggregate_metrics(summary: dict[str, dict]) -> dict[str, float]:
             for key, suffix in AGGREGATE_SUFFIXES.items() if (value := stats[key]) is not None and math.isfinite(value)}
 
 
+@timed("logging")
 def log_seed_aggregates(uri: str, records: list) -> None:
     """The aggregate over seeds (aggregate_metrics) of the scalar metrics of `records`
     (RunRecords), and n_seeds, on the parent run of their seed runs; a record whose run
@@ -344,6 +354,7 @@ def _parent_of(client, run_id: str) -> str | None:
         return None
 
 
+@timed("logging")
 def _system_metrics(ctx: RunContext, run_id: str, resume: bool):
     """MLflow's system-metrics monitor sampling into `run_id`, started; None when off."""
     if ctx.system_metrics_interval is None:
@@ -370,6 +381,7 @@ def _new_run(client, ctx: RunContext, exp_id: str, run_name: str, tags: dict, pa
     return run_id
 
 
+@timed("logging")
 def _end(client, run_id: str, monitor, status: str) -> None:
     if monitor is not None:
         monitor.finish()

@@ -44,6 +44,7 @@ def code(*parts):
 # per job and seed, plus any extra files its report section reads); report.smk consumes them.
 REPORT_INPUTS = {"metrics": [], "history": [], "extra": []}
 RULE_STUDIES = {}  # rule name -> its study, for the cost table (report.smk)
+RULE_STAGES = {}  # rule name -> <study>/<step>, the cost table's stages
 USED_DATASETS = set()  # every dataset a planned job reads (data.smk checks them)
 TRAINING_RESOURCES = {k: config["resources"][k] for k in ("gpu", "mem_mb", "runtime")}
 
@@ -76,6 +77,7 @@ def study_rule(job):
     for key, files in job.report_inputs().items():
         REPORT_INPUTS[key] += files
     RULE_STUDIES[job.rule] = job.study
+    RULE_STAGES[job.rule] = f"{job.study}/{job.step}"
     USED_DATASETS.update(job.datasets)
 
 

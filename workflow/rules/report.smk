@@ -53,12 +53,13 @@ rule report:
 
 
 rule pipeline_cost:
-    """Wall time, CPU time and peak memory of every job of the run, per rule and per
-    study, from the benchmark files of the jobs (lifelearn.pipeline_cost)."""
+    """Wall time, CPU time, peak memory and the phase split of every job of the run, per
+    study, stage and rule, from the benchmark and phase files of the jobs (lifelearn.pipeline_cost).
+    """
     input:
         # after the report, the last job: every other job's benchmark file is there
         report=REPORT_README,
-        code=code("pipeline_cost.py", "io.py"),
+        code=code("pipeline_cost.py", "phases.py", "io.py"),
     output:
         table=report(
             f"{REPORT_DIR}/pipeline_cost.csv",
@@ -81,6 +82,10 @@ rule pipeline_cost:
         # every rule of the workflow and its study (a removed rule's old file is left out)
         studies={
             **{r.name: RULE_STUDIES.get(r.name, "pipeline") for r in workflow.rules},
+            "pipeline_cost": "pipeline",
+        },
+        stages={
+            **{r.name: RULE_STAGES.get(r.name, "pipeline") for r in workflow.rules},
             "pipeline_cost": "pipeline",
         },
     script:

@@ -1,11 +1,14 @@
-"""Glue: write the report and record it as an MLflow run of its own."""
+"""Glue: write the report and record it as an MLflow run of its own; the job's wall time
+split into phases beside its benchmark file (lifelearn.phases; start-up: until the `with`)."""
 from pathlib import Path
 
 from lifelearn.io import output_to, read_json
+from lifelearn.phases import job_phases, phases_path
 from lifelearn.report.writer import write_report
 from lifelearn.tracking import RunContext, tracked_run
 
-with output_to(snakemake.log[0]):
+with job_phases(phases_path(snakemake.config["profile"], snakemake.rule), snakemake.rule), \
+        output_to(snakemake.log[0]):
     config = snakemake.params.config
     out_dir = Path(snakemake.output.readme).parent
     readme = write_report(config, snakemake.input.metrics, snakemake.input.history,

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from lifelearn.continual.scenarios import Scenario
+from lifelearn.phases import timed
 
 
 class ContinualEvaluator:
@@ -59,6 +60,7 @@ class ContinualEvaluator:
             model.train(was)
         return torch.cat(correct).float(), torch.cat(losses)
 
+    @timed("evaluation")
     def after_iteration(self, learner) -> None:
         if self.every <= 0 or learner.iteration % self.every:
             return
@@ -72,6 +74,7 @@ class ContinualEvaluator:
                               "loss": float(losses[a:b].mean())})
         self.seconds += time.perf_counter() - start
 
+    @timed("evaluation")
     def full_test(self, learner, model=None) -> tuple[np.ndarray, np.ndarray]:
         """Accuracy and mean CE loss on every task's full test split."""
         acc, loss = np.zeros(self.scenario.n_tasks), np.zeros(self.scenario.n_tasks)
@@ -81,12 +84,14 @@ class ContinualEvaluator:
             acc[task.task_id], loss[task.task_id] = float(correct.mean()), float(losses.mean())
         return acc, loss
 
+    @timed("evaluation")
     def before_training(self, learner, random_model=None) -> None:
         """Row "before training" and the random-initialisation baseline (`random_model`;
         None: the learner's own start is the random initialisation)."""
         self.initial = self.full_test(learner)[0]
         self.random_init = self.initial if random_model is None else self.full_test(learner, random_model)[0]
 
+    @timed("evaluation")
     def after_task(self, learner) -> None:
         start = time.perf_counter()
         self.R[learner.current_task], self.L[learner.current_task] = self.full_test(learner)

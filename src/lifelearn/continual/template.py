@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from lifelearn.continual.scenarios import Scenario, Task
+from lifelearn.phases import timed
 from lifelearn.progress import Progress
 from lifelearn.train.optim import build_optimizer, build_scheduler
 
@@ -135,6 +136,7 @@ class ContinualLearner:
         if self.evaluator is not None:
             self.evaluator.after_task(self)
 
+    @timed("training")
     def fit(self) -> None:
         """Train every task in order, with the stream's progress on stderr (lifelearn.progress)."""
         planned = sum(self.cfg["epochs"] * _batches(len(task.y_train), self.cfg["batch_size"])

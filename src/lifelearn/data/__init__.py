@@ -6,13 +6,28 @@
 Set LIFELEARN_DATA_MIRROR to fetch the official files from
 ``<mirror>/<name>/<file name>`` (checksums unchanged), see `download`.
 """
-from .arrays import Dataset, DatasetIntegrityError, load_dataset, verify_dataset
-from .download import ChecksumError, DownloadSource
-from .formats import safe_extract
-from .prepare import prepare_dataset
-from .registry import DATASETS, DatasetSpec, dataset_names, get_spec
+from __future__ import annotations
 
-__all__ = [
-    "ChecksumError", "DATASETS", "Dataset", "DatasetIntegrityError", "DatasetSpec", "DownloadSource",
-    "dataset_names", "get_spec", "load_dataset", "prepare_dataset", "safe_extract", "verify_dataset",
-]
+import importlib
+
+# name -> its submodule, loaded on first use (PEP 562): a job that only reads a prepared
+# dataset (lifelearn.data.arrays) does not import the download stack (pooch, requests)
+_EXPORTS = {
+    "Dataset": "arrays", "DatasetIntegrityError": "arrays", "load_dataset": "arrays", "verify_dataset": "arrays",
+    "ChecksumError": "download", "DownloadSource": "download", "safe_extract": "formats",
+    "prepare_dataset": "prepare", "DATASETS": "registry", "DatasetSpec": "registry", "dataset_names": "registry",
+    "get_spec": "registry",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from lifelearn.io import load_npy, md5_file, save_npy, write_json
+from lifelearn.phases import timed
 
 SPLITS = ("train", "val", "test")
 # The files of one dataset directory, in a fixed order (rules list them as inputs and outputs).
@@ -143,6 +144,7 @@ def _install(tmp: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+@timed("data")
 def load_dataset(path_or_dir: str | os.PathLike, splits: tuple[str, ...] = SPLITS) -> Dataset:
     """Load a prepared dataset from its directory (or any file inside it, e.g. meta.json).
     Only the files of `splits` are read; the others stay None (tuning: never the test split).
@@ -164,6 +166,7 @@ def load_dataset(path_or_dir: str | os.PathLike, splits: tuple[str, ...] = SPLIT
     )
 
 
+@timed("data")
 def verify_dataset(path_or_dir: str | os.PathLike) -> dict:
     """Check each .npy file of a prepared dataset (its directory or a file in it) against the
     md5 its meta.json records; return the meta. A missing, unreadable or differing file raises

@@ -42,6 +42,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
+from lifelearn import phases
 from lifelearn.io import atomic_path
 from lifelearn.models import build_model
 from lifelearn.progress import Progress
@@ -84,6 +85,7 @@ def unflatten(flat: torch.Tensor, layout: list[tuple[str, torch.Size]]) -> dict[
     return out
 
 
+@phases.timed("training")
 def train_expert(model: nn.Module, x: torch.Tensor, y: torch.Tensor, train_cfg: dict, seed: int,
                  clip_loss: bool = False, grad_penalty: float = 0.0,
                  x_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None) -> dict:
@@ -274,6 +276,7 @@ def load_progress(path: Path | None) -> dict | None:
     return torch.load(path, weights_only=True) if path is not None and Path(path).exists() else None
 
 
+@phases.timed("training")
 def distill(model: nn.Module, trajectories: list[torch.Tensor], x_init: torch.Tensor, y_syn: torch.Tensor,
             s: DistillSettings, seed: int, progress: Path | None = None) -> dict:
     """Optimise synthetic images (initialised at `x_init`) and log(alpha) by trajectory matching.

@@ -41,6 +41,8 @@ import time
 import numpy as np
 import torch
 
+from lifelearn.phases import timed
+
 # what the standard version runs, in its order; FAB-T is not in ART
 STANDARD = ("apgd-ce", "apgd-t", "fab-t", "square")
 SUPPORTED = ("apgd-ce", "apgd-t", "square")
@@ -136,6 +138,7 @@ def _num_classes(model, x) -> int:
         return int(model(x[:1]).shape[1])
 
 
+@timed("evaluation")
 def autoattack_metrics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: dict, seed: int = 0,
                        prefix: str = "test") -> dict[str, float]:
     """On the first `samples` points of (x, y): {prefix}_autoattack_acc (robust accuracy),

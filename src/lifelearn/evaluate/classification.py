@@ -7,6 +7,8 @@ import torch
 from torch.nn import functional as F
 from torchmetrics.functional.classification import multiclass_accuracy
 
+from lifelearn.phases import timed
+
 # Values evaluate_classifier's `{prefix}_<key>` can take: a share of samples, a mean CE.
 METRIC_RANGES = {"acc": (0.0, 1.0), "loss": (0.0, math.inf)}
 
@@ -21,6 +23,7 @@ def predict_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 10
     return out
 
 
+@timed("evaluation")
 def evaluate_classifier(model, x, y, num_classes: int, batch_size: int = 1024, prefix: str = "test") -> dict:
     """{prefix}_acc, {prefix}_loss (mean CE) and {prefix}_per_class_acc (list of C)."""
     logits = predict_logits(model, x, batch_size)

@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 from torch.nn import functional as F
 
+from lifelearn.phases import timed
 from lifelearn.progress import Progress
 
 RANDOM_STARTS = ("uniform", "normal", "none")
@@ -92,6 +93,7 @@ def _correct(model, x, y) -> int:
     return int((model(x).argmax(1) == y).sum())
 
 
+@timed("evaluation")
 def robustness_metrics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, attack: dict,
                        batch_size: int = 1024, seed: int = 0, prefix: str = "test") -> dict[str, float]:
     """{prefix}_clean_acc, {prefix}_pgd_acc (PGD-`steps`) and {prefix}_weighted_robust_acc

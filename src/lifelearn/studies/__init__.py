@@ -21,6 +21,8 @@ from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
+from lifelearn.phases import timed
+
 
 def study(name: str) -> ModuleType:
     """The module of study `name` (config/studies/<name>.yaml)."""
@@ -51,6 +53,7 @@ def parents_state(job, paths) -> Path:
     return first.parent.parent / f".mlflow-parents-{key}.json"
 
 
+@timed("data")
 def verify_inputs(paths) -> None:
     """Check every dataset a job reads (the directory of each input meta.json: data/<name>/, a
     synthetic set) against its recorded md5s (lifelearn.data.verify_dataset) before the job
@@ -91,15 +94,19 @@ def system_metrics_interval(config: dict) -> float | None:
 
 def run_snakemake_job(smk) -> list:
     """The body of workflow/scripts/run_study.py: the job's output into its log file, its
-    MLflow context (with the cosmetic settings: not in any job's params), then run_job."""
+    MLflow context (with the cosmetic settings: not in any job's params), then run_job, its
+    wall time split into phases beside its benchmark file (lifelearn.phases): start-up is
+    the time until here."""
     from lifelearn.io import output_to
     from lifelearn.jobs import Job, Paths
+    from lifelearn.phases import job_phases, phases_path
     from lifelearn.tracking import RunContext
 
     from lifelearn import progress
 
     progress.configure(bar=smk.config.get("progress_bar", False))  # a log file gets lines either way
-    with output_to(smk.log[0] if smk.log else None):
+    with job_phases(phases_path(smk.config["profile"], smk.rule), smk.rule), \
+            output_to(smk.log[0] if smk.log else None):
         params = smk.params.job
         ctx = RunContext.for_job(smk.config["profile"], params["data_version"], rule=smk.rule,
                                  system_metrics_interval=system_metrics_interval(smk.config))

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from lifelearn.data.arrays import DATASET_FILES
 from lifelearn.jobs import COMMON_CODE, JobSpec, Layout
+from lifelearn.phases import timed
 
 STUDY = STAGE = "continual"
 STRATEGY_DIR = Path(__file__).resolve().parents[1] / "continual" / "strategies"
@@ -226,6 +227,7 @@ def train_seed(job, ds, data_dir: Path, seed: int, out: dict, init_dir: Path | N
 
 
 # --------------------------------------------------------------------------- evaluate
+@timed("evaluation")
 def evaluate_seed(run_dir: Path, expert_dir: Path | None = None, windows=(10, 100)):
     """The run record of `run_dir` with the continual metrics merged into its metrics."""
     import numpy as np

@@ -7,6 +7,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from lifelearn.phases import timed
+
 
 def make_trainer(max_epochs: int, workdir: Path | None, logger, trainer_cfg: dict, val_every: int = 1) -> pl.Trainer:
     """A Trainer with the config's settings, validating every `val_every` epochs. With a
@@ -34,6 +36,7 @@ def make_trainer(max_epochs: int, workdir: Path | None, logger, trainer_cfg: dic
     )
 
 
+@timed("training")
 def fit(module: pl.LightningModule, datamodule: pl.LightningDataModule, max_epochs: int, workdir: Path | None,
         logger, trainer_cfg: dict, val_every: int = 1) -> pl.Trainer:
     """Fit; with a `workdir`, checkpoint every epoch and resume from `workdir/last.ckpt`
