@@ -150,3 +150,28 @@ def test_derpp_with_refresh_trains_and_reports_the_ratio_per_task():
     assert all(0 < v < 1 for v in m.values())  # small next to the SGD step, but not zero
     assert m["refresh_sgd_ratio"] == pytest.approx((m["refresh_sgd_ratio_task0"] + m["refresh_sgd_ratio_task1"]) / 2)
     assert derpp.run_metrics() == {}
+
+
+# ---- report -------------------------------------------------------------------------------------
+def test_report_names_derpp_weights_the_control_and_tabulates_the_ratio():
+    import pandas as pd
+
+    from lifelearn.config import load_config
+    from lifelearn.report.sections.continual import _derpp_line, refresh_note, refresh_ratio_table
+
+    from conftest import REPO
+
+    line = _derpp_line(load_config(REPO / "config", "default"), "class_il")
+    assert "`ci_derpp`: alpha 0.2, beta 1.0" in line and "weight decay 0" in line
+    assert "`ci_derpp_wd` (the weight-decay control: refresh's optimiser without refresh)" in line
+    assert "`ci_derpp_refresh` + refresh: alpha 0.2, beta 1.0" in line and "weight decay 0.0001" in line
+    assert _derpp_line(load_config(REPO / "config", "default"), "online_ci") == ""
+    runs = [("ci_derpp_wd", pd.DataFrame({"avg_acc": [0.8, 0.9]})),
+            ("ci_derpp_refresh", pd.DataFrame({"refresh_sgd_ratio_task0": [1e-3, 3e-3], "refresh_sgd_ratio_task1": [2e-3, 2e-3],
+                                               "refresh_sgd_ratio": [1.5e-3, 2.5e-3]}))]
+    header, rows = refresh_ratio_table(runs)
+    assert header == ["run", "seeds", "task 0", "task 1", "all tasks"]
+    # task 0: mean 2e-3, std (ddof 1) sqrt(2) * 1e-3; task 1: 2e-3 ± 0; all: 2e-3 ± sqrt(2)/2 * 1e-3
+    assert rows == [["ci_derpp_refresh", 2, "2.00e-03 ± 1.41e-03", "2.00e-03 ± 0.00e+00", "2.00e-03 ± 7.07e-04"]]
+    assert "1.50e-03 to 2.50e-03" in refresh_note(runs) and "small next to an SGD step" in refresh_note(runs)
+    assert refresh_ratio_table(runs[:1]) is None and refresh_note(runs[:1]) == ""
