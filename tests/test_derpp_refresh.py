@@ -120,7 +120,7 @@ def test_refresh_to_sgd_update_ratio_on_a_hand_computed_step():
     assert ref._task_ratios == pytest.approx([0.5, 0.25], rel=1e-4)
     ref.close_task_ratio()
     assert ref.ratios == pytest.approx([0.375], rel=1e-4) and ref._task_ratios == []
-    assert ref.run_metrics() == pytest.approx({"refresh_sgd_ratio_task0": 0.375, "refresh_sgd_ratio": 0.375}, rel=1e-4)
+    assert ref.run_metrics() == pytest.approx({"refresh_sgd_ratio_task0": 0.375, "refresh_sgd_ratio_mean": 0.375}, rel=1e-4)
 
 
 def _small_dataset(classes=4, n=8, d=6, seed=0) -> Dataset:
@@ -146,9 +146,9 @@ def test_derpp_with_refresh_trains_and_reports_the_ratio_per_task():
     derpp, ref = plugins
     assert len(derpp.buffer) == 6 and derpp.buffer.z.shape == (6, 4)
     m = ref.run_metrics()
-    assert set(m) == {"refresh_sgd_ratio_task0", "refresh_sgd_ratio_task1", "refresh_sgd_ratio"}
+    assert set(m) == {"refresh_sgd_ratio_task0", "refresh_sgd_ratio_task1", "refresh_sgd_ratio_mean"}
     assert all(0 < v < 1 for v in m.values())  # small next to the SGD step, but not zero
-    assert m["refresh_sgd_ratio"] == pytest.approx((m["refresh_sgd_ratio_task0"] + m["refresh_sgd_ratio_task1"]) / 2)
+    assert m["refresh_sgd_ratio_mean"] == pytest.approx((m["refresh_sgd_ratio_task0"] + m["refresh_sgd_ratio_task1"]) / 2)
     assert derpp.run_metrics() == {}
 
 
@@ -168,10 +168,40 @@ def test_report_names_derpp_weights_the_control_and_tabulates_the_ratio():
     assert _derpp_line(load_config(REPO / "config", "default"), "online_ci") == ""
     runs = [("ci_derpp_wd", pd.DataFrame({"avg_acc": [0.8, 0.9]})),
             ("ci_derpp_refresh", pd.DataFrame({"refresh_sgd_ratio_task0": [1e-3, 3e-3], "refresh_sgd_ratio_task1": [2e-3, 2e-3],
-                                               "refresh_sgd_ratio": [1.5e-3, 2.5e-3]}))]
+                                               "refresh_sgd_ratio_mean": [1.5e-3, 2.5e-3]}))]
     header, rows = refresh_ratio_table(runs)
     assert header == ["run", "seeds", "task 0", "task 1", "all tasks"]
     # task 0: mean 2e-3, std (ddof 1) sqrt(2) * 1e-3; task 1: 2e-3 ± 0; all: 2e-3 ± sqrt(2)/2 * 1e-3
     assert rows == [["ci_derpp_refresh", 2, "2.00e-03 ± 1.41e-03", "2.00e-03 ± 0.00e+00", "2.00e-03 ± 7.07e-04"]]
     assert "1.50e-03 to 2.50e-03" in refresh_note(runs) and "small next to an SGD step" in refresh_note(runs)
     assert refresh_ratio_table(runs[:1]) is None and refresh_note(runs[:1]) == ""
+
+
+# ---- the study's train step: metrics.json and the MLflow series -----------------------------------
+def test_train_seed_keeps_the_ratio_in_metrics_json_and_logs_it_per_task(tmp_path, digits_dir, run_ctx):
+    import json
+    from types import SimpleNamespace
+
+    from mlflow.tracking import MlflowClient
+
+    from lifelearn.config import load_config
+    from lifelearn.continual.configs import resolve_run
+    from lifelearn.data import load_dataset
+    from lifelearn.studies.continual import TRAIN_FILES, train_seed
+
+    from conftest import REPO
+
+    cfg = resolve_run(load_config(REPO / "config", "smoke"), "ci_derpp_refresh")
+    cfg["strategies"]["derpp"]["replay_batch"] = 16
+    job = SimpleNamespace(spec=cfg, name="ci_derpp_refresh", step="train", ctx=run_ctx)
+    out = {k: tmp_path / f"seed0-{f}" for k, f in TRAIN_FILES.items()}
+    train_seed(job, load_dataset(digits_dir), digits_dir, 0, out, None, None)
+    record = json.loads(out["metrics"].read_text())
+    assert record["method"] == "derpp+refresh"
+    m = record["metrics"]
+    per_task = [m[f"refresh_sgd_ratio_task{j}"] for j in range(5)]
+    assert all(0 < r < 1 for r in per_task) and m["refresh_sgd_ratio_mean"] == pytest.approx(np.mean(per_task))
+    series = sorted(MlflowClient(run_ctx.tracking_uri).get_metric_history(record["run_id"], "refresh_sgd_ratio"),
+                    key=lambda p: p.step)
+    assert [p.step for p in series] == list(range(5))
+    assert [p.value for p in series] == pytest.approx(per_task)

@@ -20,7 +20,8 @@ Size of the step: per batch, r = ||refresh update|| / ||optimiser update||, both
 norms over all trainable parameters (the change steps (1)-(3) make, against the change the
 base method's optimiser step (4) makes, weight decay and momentum included); r is averaged
 over each task's batches (`ratios`, one per task) and reported by `run_metrics` as
-`refresh_sgd_ratio_task<j>` and their mean `refresh_sgd_ratio`.
+`refresh_sgd_ratio_task<j>` and their mean `refresh_sgd_ratio_mean` (the study logs the
+per-task values to MLflow as the series `refresh_sgd_ratio`, step = task).
 """
 from __future__ import annotations
 
@@ -96,5 +97,5 @@ class Refresh(Plugin):
         """Per-task mean of r and their mean over tasks."""
         out = {f"refresh_sgd_ratio_task{j}": r for j, r in enumerate(self.ratios)}
         if self.ratios:
-            out["refresh_sgd_ratio"] = sum(self.ratios) / len(self.ratios)
+            out["refresh_sgd_ratio_mean"] = sum(self.ratios) / len(self.ratios)
         return out

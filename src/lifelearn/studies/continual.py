@@ -7,7 +7,7 @@ Two steps, one job each per run (`run` dispatches on `job.step`):
 - `train` (continual_<run>): every seed of the run in one process, each its own MLflow run,
   writing under results/<profile>/continual/<run>/seed<k>/ atomically:
       metrics.json          the run record: iterations and costs, and the plug-ins' run metrics
-                            (refresh: refresh_sgd_ratio[_task<j>]; the accuracy metrics come
+                            (refresh: refresh_sgd_ratio_task<j>, _mean; the accuracy metrics come
                             from the evaluate step)
       history.csv           one row per finished task ("epoch" = task index): R[i, :]
       stream.csv            the raw continual-evaluation stream

@@ -138,14 +138,14 @@ def refresh_ratio_table(by_run) -> tuple[list[str], list[list]] | None:
     if not tasks:
         return None
     rows = [[name, len(g), *(mean_std(column(g, f"{RATIO_PREFIX}{j}"), 1, "{:.2e}") for j in tasks),
-             mean_std(column(g, "refresh_sgd_ratio"), 1, "{:.2e}")]
-            for name, g in by_run if column(g, "refresh_sgd_ratio").notna().any()]
+             mean_std(column(g, "refresh_sgd_ratio_mean"), 1, "{:.2e}")]
+            for name, g in by_run if column(g, "refresh_sgd_ratio_mean").notna().any()]
     return ["run", "seeds", *(f"task {j}" for j in tasks), "all tasks"], rows
 
 
 def refresh_note(by_run) -> str:
     """What the ratio table says about the size of the refresh step, from the measured values."""
-    values = pd.concat([column(g, "refresh_sgd_ratio") for _, g in by_run]).dropna()
+    values = pd.concat([column(g, "refresh_sgd_ratio_mean") for _, g in by_run]).dropna()
     if values.empty:
         return ""
     return ("Size of the refresh step: per batch, the global L2 norm of the refresh (unlearn) update over that of "
