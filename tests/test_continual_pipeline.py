@@ -46,8 +46,17 @@ def test_continual_runs_write_stream_matrix_metrics_and_mlflow_series(pipeline):
     assert run.data.metrics["wf10"] == pytest.approx(m["wf10"])
     pt = json.loads((root / "pt_lwf_l2" / "seed0" / "metrics.json").read_text())
     assert pt["model"] == "convnet"  # started from the digits_convnet teacher
+    ref = json.loads((root / "ci_derpp_refresh" / "seed0" / "metrics.json").read_text())
+    assert ref["method"] == "derpp+refresh" and 0 < ref["metrics"]["refresh_sgd_ratio_mean"] < 1
+    ratios = client.get_metric_history(ref["run_id"], "refresh_sgd_ratio")
+    assert sorted(p.step for p in ratios) == list(range(5))
+    assert [p.value for p in sorted(ratios, key=lambda p: p.step)] == pytest.approx(
+        [ref["metrics"][f"refresh_sgd_ratio_task{j}"] for j in range(5)])
+    assert "refresh_sgd_ratio_mean" not in json.loads((root / "ci_derpp_wd" / "seed0" / "metrics.json").read_text())["metrics"]
     readme = (pipeline / "results" / "smoke" / "report" / "README.md").read_text()
     assert "## Continual fine-tuning" in readme and "uer_beats_er_online_m100" in readme
+    assert "refresh_improves_derpp" in readme and "||refresh update|| / ||SGD update|| per task" in readme
+    assert "`ci_derpp_wd` (the weight-decay control" in readme
     assert (pipeline / "results" / "smoke" / "report" / "figures" / "continual-online_ci-stream.png").exists()
 
 

@@ -17,6 +17,7 @@ Hooks (all optional, called on every plug-in in order):
     before_step(learner, x, y, t) / after_step(learner, x, y, t)
     batch_loss(learner, x, y, t, feats, out) -> Tensor | None  replaces the CE term (ER, UER)
     extra_loss(learner, x, y, t, feats, out) -> Tensor | None  added terms (L2, EWC, LwF, FeatKD)
+    run_metrics() -> dict                                  numbers for the run record (refresh's step ratio)
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ class Plugin:
     def after_step(self, learner, x, y, t): ...
     def batch_loss(self, learner, x, y, t, feats, out): return None
     def extra_loss(self, learner, x, y, t, feats, out): return None
+    def run_metrics(self) -> dict: return {}
 
 
 class ContinualLearner:

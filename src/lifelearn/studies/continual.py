@@ -6,7 +6,8 @@ Two steps, one job each per run (`run` dispatches on `job.step`):
 
 - `train` (continual_<run>): every seed of the run in one process, each its own MLflow run,
   writing under results/<profile>/continual/<run>/seed<k>/ atomically:
-      metrics.json          the run record: iterations and costs (the accuracy metrics come
+      metrics.json          the run record: iterations and costs, and the plug-ins' run metrics
+                            (refresh: refresh_sgd_ratio_task<j>, _mean; the accuracy metrics come
                             from the evaluate step)
       history.csv           one row per finished task ("epoch" = task index): R[i, :]
       stream.csv            the raw continual-evaluation stream
@@ -206,6 +207,8 @@ def train_seed(job, ds, data_dir: Path, seed: int, out: dict, init_dir: Path | N
             "iterations": learner.iteration, "train_seconds": round(learner.train_seconds, 4),
             "eval_seconds": round(evaluator.seconds, 4), "wall_seconds": round(wall, 4),
             "steps_per_second": round(learner.iteration / max(learner.train_seconds, 1e-9), 1)}
+        for p in plugins:  # e.g. refresh's ||refresh update|| / ||SGD update|| per task
+            metrics.update(p.run_metrics())
         if job.step == "tune":  # the evaluation sets are val: the selection metric
             metrics["val_avg_acc"] = float(evaluator.R[-1].mean())
         record = RunRecord(STUDY, STAGE, name, method, seed, ds.name, arch, run.run_id, job.ctx.git_commit, metrics,
@@ -220,6 +223,8 @@ def train_seed(job, ds, data_dir: Path, seed: int, out: dict, init_dir: Path | N
                                    "classes": [list(t.classes) for t in scenario.tasks]})
         record.write(out["metrics"])
         log_stream(run, evaluator.rows, R)
+        run.log_series([(key.rpartition("_task")[0], v, int(key.rpartition("_task")[2])) for key, v in metrics.items()
+                        if key.rpartition("_task")[2].isdigit()])  # per-task plug-in metrics, step = task
         run.log_metrics(metrics)
         for path in (out["metrics"], out["matrix"], out["stream"]):
             run.log_artifact(path)

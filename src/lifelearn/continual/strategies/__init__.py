@@ -7,6 +7,7 @@ Smith et al. 2023). `refresh` (refresh.py) is a plug-in composable with any of t
 from __future__ import annotations
 
 from lifelearn.continual.refresh import Refresh
+from lifelearn.continual.strategies.derpp import DERpp
 from lifelearn.continual.strategies.er import ER
 from lifelearn.continual.strategies.ewc import EWC
 from lifelearn.continual.strategies.featkd import FeatKD
@@ -19,7 +20,8 @@ from lifelearn.continual.strategies.single_task import SingleTask
 from lifelearn.continual.strategies.synthetic_er import SyntheticER
 from lifelearn.continual.strategies.uer import UER
 
-STRATEGIES = {cls.name: cls for cls in (Finetune, Joint, SingleTask, L2, EWC, LwF, LwFMC, FeatKD, ER, UER, SyntheticER)}
+STRATEGIES = {cls.name: cls for cls in (Finetune, Joint, SingleTask, L2, EWC, LwF, LwFMC, FeatKD, ER, DERpp, UER,
+                                           SyntheticER)}
 
 
 def strategy_names() -> list[str]:

@@ -2,7 +2,8 @@
 the metrics of lifelearn.evaluate.continual_metrics (mean ± std over seeds), the method
 comparison with 95% intervals, the mean accuracy matrices as heat-maps, the
 continual-evaluation stream (per-task accuracy against the iteration, task boundaries
-dashed) and the stability gap (old-task accuracy aligned at each task switch)."""
+dashed), the stability gap (old-task accuracy aligned at each task switch) and, for runs
+with refresh, the ratio ||refresh update|| / ||SGD update|| per task."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -101,6 +102,57 @@ def _er_line(config: dict, setting: str) -> str:
         if run.get("setting") == setting and "er" in (run.get("strategies") or {}):
             forms.setdefault((run["strategies"]["er"] or {}).get("combine", "mean"), []).append(f"`{name}`")
     return "; ".join(f"ER loss {ER_COMBINE[k]}: {', '.join(v)}" for k, v in sorted(forms.items()))
+
+
+def _derpp_line(config: dict, setting: str) -> str:
+    """DER++'s weights and optimiser per DER++ run of `setting` (strategy derpp): alpha, beta,
+    the replay batch, the run's lr and weight decay, and which run is the weight-decay control."""
+    settings = (config.get("continual") or {}).get("settings") or {}
+    base = (settings.get(setting) or {}).get("train") or {}
+    parts = []
+    for name, run in sorted(_runs(config).items()):
+        if run.get("setting") != setting or "derpp" not in (run.get("strategies") or {}):
+            continue
+        d, t = run["strategies"]["derpp"] or {}, {**base, **(run.get("train") or {})}
+        wd = t.get("weight_decay", 0.0)
+        role = (" + refresh" if run.get("refresh") else
+                " (the weight-decay control: refresh's optimiser without refresh)" if wd else "")
+        parts.append(f"`{name}`{role}: alpha {d.get('alpha', 'default')}, beta {d.get('beta', 'default')}, buffer "
+                     f"{d.get('buffer', 'default')}, replay batch {d.get('replay_batch', 'default')} (each of two draws), "
+                     f"lr {t.get('lr')}, weight decay {wd:g}")
+    if not parts:
+        return ""
+    return ("DER++ (Buzzega et al. 2020; loss CE + alpha MSE(stored logits) + beta CE(buffer labels), Mammoth "
+            "models/derpp.py), with the refresh authors' DER++ arguments for seq-mnist and their optimiser's weight "
+            "decay 1e-4: " + "; ".join(parts) + ".")
+
+
+RATIO_PREFIX = "refresh_sgd_ratio_task"
+
+
+def refresh_ratio_table(by_run) -> tuple[list[str], list[list]] | None:
+    """Rows [run, seeds, per-task mean ± std over seeds of ||refresh update|| / ||SGD update||
+    (each seed's value the mean over the task's batches), all tasks]; None without refresh runs."""
+    tasks = sorted({int(c[len(RATIO_PREFIX):]) for _, g in by_run for c in g.columns
+                    if c.startswith(RATIO_PREFIX) and column(g, c).notna().any()})
+    if not tasks:
+        return None
+    rows = [[name, len(g), *(mean_std(column(g, f"{RATIO_PREFIX}{j}"), 1, "{:.2e}") for j in tasks),
+             mean_std(column(g, "refresh_sgd_ratio_mean"), 1, "{:.2e}")]
+            for name, g in by_run if column(g, "refresh_sgd_ratio_mean").notna().any()]
+    return ["run", "seeds", *(f"task {j}" for j in tasks), "all tasks"], rows
+
+
+def refresh_note(by_run) -> str:
+    """What the ratio table says about the size of the refresh step, from the measured values."""
+    values = pd.concat([column(g, "refresh_sgd_ratio_mean") for _, g in by_run]).dropna()
+    if values.empty:
+        return ""
+    return ("Size of the refresh step: per batch, the global L2 norm of the refresh (unlearn) update over that of "
+            "the optimiser's update that follows it (both over all parameters), averaged over each task's batches. "
+            f"Measured here: {values.min():.2e} to {values.max():.2e} (mean over runs and seeds "
+            f"{values.mean():.2e}), i.e. the refresh step is small next to an SGD step, though not below float32 "
+            "resolution (its relative change of a tensor, delta = 1e-5, is about 80 times float32's machine epsilon).")
 
 
 def _window_line(config: dict, setting: str) -> str:
@@ -249,7 +301,7 @@ def section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config: dict) -
         by_run = list(sub.groupby("name", sort=True))
         groups = {name: sorted(g["result_dir"]) for name, g in by_run}
         described = _describe(config, setting)
-        parts += [f"### Setting `{setting}`", described, _er_line(config, setting),
+        parts += [f"### Setting `{setting}`", described, _er_line(config, setting), _derpp_line(config, setting),
                   "Accuracy (%), mean ± std over seeds:",
                   md_table(["run", "seeds", *(c[0] for c in ACCURACY_COLUMNS), "train steps/s"],
                            [row + [number(column(g, "steps_per_second").mean(), "{:.0f}")]
@@ -259,6 +311,10 @@ def section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config: dict) -
                   "as ratios to the single-task experts), mean ± std over seeds:",
                   md_table(["run", "seeds", *(c[0] for c in DYNAMICS_COLUMNS)], _table(by_run, DYNAMICS_COLUMNS)),
                   _window_line(config, setting)]
+        ratios = refresh_ratio_table(by_run)
+        if ratios is not None:
+            parts += [refresh_note(by_run), "||refresh update|| / ||SGD update|| per task, mean ± std over seeds:",
+                      md_table(*ratios)]
         if any(n.endswith("_noswitch") for n in groups):
             parts.append(CONTROL_NOTE)
         if "teacher:" in described:
