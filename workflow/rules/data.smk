@@ -17,15 +17,15 @@ rule prepare_data:
         check=f"{DATA_CHECKS}/{{dataset}}.txt",
     output:
         [f"data/{{dataset}}/{f}" for f in DATASET_FILES],
-    params:
-        # what changes the bytes written (a mirror serves the same bytes: not a param)
-        data=lambda wildcards: dataset_options(config, wildcards.dataset),
     log:
         f"{LOGS}/prepare_data/{{dataset}}.log",
     benchmark:
         f"{BENCHMARKS}/prepare_data/{{dataset}}.tsv"
     wildcard_constraints:
         dataset="[a-z0-9_]+",
+    params:
+        # what changes the bytes written (a mirror serves the same bytes: not a param)
+        data=lambda wildcards: dataset_options(config, wildcards.dataset),
     script:
         "../scripts/prepare_data.py"
 
