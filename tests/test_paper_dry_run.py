@@ -80,6 +80,15 @@ def test_override_plans_the_paper_studies_and_datasets():
     assert shrunk["teachers"]["cifar10_resnet18_wide"]["model"] == {"arch": "resnet18", "width": 16}
 
 
+def test_paper_profile_judges_no_claim_on_a_teacher_it_removes():
+    """Found by the dry run: the paper report listed mnist1d_cnn_beats_mlp as "not run"."""
+    cfg = load_config(REPO / "config", "paper")
+    for claim in (c for c in cfg["claims"] if c["study"] == "teachers"):
+        assert {claim["a"], claim["b"]} <= set(cfg["teachers"]), claim["id"]
+    assert "mnist1d_cnn_beats_mlp" in {c["id"] for c in load_config(REPO / "config", "default")["claims"]}
+    assert "mnist1d_cnn_beats_mlp" not in {c["id"] for c in cfg["claims"]}
+
+
 def test_archives_are_deterministic_official_layout_and_match_the_override(tmp_path):
     assert archive("cifar10") == archive("cifar10")
     md5s = write_mirror(tmp_path)
