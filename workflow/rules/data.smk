@@ -4,6 +4,7 @@
 # dataset, or embedded data that differs from data.dvc, is prepared again (check_data).
 import sys
 
+from lifelearn.data.prepare import dataset_options
 from lifelearn.data.version import datasets_to_prepare_again, mark_checks
 
 # <dataset>.txt: the check's verdict, an input of prepare_data (check_data below)
@@ -22,6 +23,9 @@ rule prepare_data:
         f"{BENCHMARKS}/prepare_data/{{dataset}}.tsv"
     wildcard_constraints:
         dataset="[a-z0-9_]+",
+    params:
+        # what changes the bytes written (a mirror serves the same bytes: not a param)
+        data=lambda wildcards: dataset_options(config, wildcards.dataset),
     script:
         "../scripts/prepare_data.py"
 

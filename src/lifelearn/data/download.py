@@ -9,7 +9,10 @@ Mirror: set ``LIFELEARN_DATA_MIRROR`` to a base URL and the official files are
 fetched from ``<mirror>/<dataset>/<file name>`` instead (e.g.
 ``http://host/datasets/mnist/train-images-idx3-ubyte.gz``), still verified
 against the official checksums. The variable does not affect a source passed
-explicitly to `prepare_dataset`.
+explicitly to `prepare_dataset`. The config key ``data.mirror`` does the same per run
+(it wins over the variable); ``data.checksums.<dataset>.<role>`` replaces a file's
+known hash, for a mirror that serves other bytes (the paper dry run's tiny archives,
+config/overrides/paper_dry_run.yaml): the check itself always runs.
 """
 from __future__ import annotations
 
@@ -52,15 +55,30 @@ def file_name(url: str) -> str:
 def mirrored(name: str, source: DownloadSource, mirror: str | None = None) -> DownloadSource:
     """`source` with each URL moved to ``<mirror>/<name>/<file name>``, same checksums.
 
-    `mirror` defaults to the ``LIFELEARN_DATA_MIRROR`` environment variable;
+    `mirror` (when not empty) wins over the ``LIFELEARN_DATA_MIRROR`` environment variable;
     without one, `source` is returned unchanged.
     """
-    mirror = mirror if mirror is not None else os.environ.get(MIRROR_ENV, "")
+    mirror = mirror or os.environ.get(MIRROR_ENV, "")
     if not mirror:
         return source
     base = mirror.rstrip("/")
     return DownloadSource({role: (f"{base}/{name}/{file_name(url)}", known)
                            for role, (url, known) in source.files.items()})
+
+
+def with_checksums(name: str, source: DownloadSource, checksums: dict[str, str] | None) -> DownloadSource:
+    """`source` with the known hash of each role in `checksums` (``{role: "md5:<hex>"}``)
+    replaced; an unknown role or a hash not written ``<alg>:<hex>`` is a ValueError naming
+    the config key ``data.checksums.<name>.<role>``."""
+    checksums = checksums or {}
+    unknown = sorted(set(checksums) - set(source.files))
+    if unknown:
+        raise ValueError(f"config key 'data.checksums.{name}': unknown file role(s) {unknown}; "
+                         f"{name} has {sorted(source.files)}")
+    for role, known in checksums.items():
+        if not re.fullmatch(r"(md5|sha1|sha256):[0-9a-fA-F]+", str(known)):
+            raise ValueError(f"config key 'data.checksums.{name}.{role}': {known!r} is not '<md5|sha1|sha256>:<hex>'")
+    return DownloadSource({role: (url, checksums.get(role, known)) for role, (url, known) in source.files.items()})
 
 
 def fetch(name: str, source: DownloadSource, cache_dir: str | os.PathLike) -> dict[str, Path]:

@@ -1,29 +1,43 @@
 """prepare_dataset: fetch or generate a registry dataset and write it in the array format."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import numpy as np
 
 from .arrays import SPLITS, channel_stats, write_dataset
-from .download import DownloadSource, fetch, mirrored
+from .download import DownloadSource, fetch, mirrored, with_checksums
 from .registry import DatasetSpec, get_spec
 from .splits import SPLIT_SEED, Built
 
 
 def prepare_dataset(name: str, data_root: str | os.PathLike = "data",
                     cache_dir: str | os.PathLike = ".cache/downloads",
-                    source: DownloadSource | None = None) -> Path:
+                    source: DownloadSource | None = None, mirror: str | None = None,
+                    checksums: dict[str, str] | None = None, val_size: int | None = None) -> Path:
     """Write ``<data_root>/<name>/`` (see `lifelearn.data.arrays`) and return its path.
 
     Downloaded datasets are fetched into ``<cache_dir>/<name>/`` from `source`, or
     from the spec's official source (moved to ``$LIFELEARN_DATA_MIRROR`` if set;
     meta.json still names the official URLs, as the checksums pin the same bytes).
+    `mirror` (config ``data.mirror``) wins over the variable; `checksums` (config
+    ``data.checksums.<name>``, ``{role: "md5:<hex>"}``) replaces the official hashes, and
+    meta.json then names the URLs actually fetched (other bytes than the official ones);
+    `val_size` (config ``data.val_size.<name>``) replaces the spec's held-out count.
     Output bytes depend only on the input data, so reruns are bit-identical.
     """
     spec = get_spec(name)
-    files, urls = _fetch(spec, cache_dir, source)
+    if val_size is not None:
+        if spec.source is None:
+            raise ValueError(f"config key 'data.val_size.{name}': {name} is embedded; its splits are fixed")
+        spec = dataclasses.replace(spec, val_size=int(val_size))
+    if checksums and spec.source is None:
+        raise ValueError(f"config key 'data.checksums.{name}': {name} is embedded and downloads nothing")
+    if checksums and source is None:  # other bytes than the official ones: meta names the URLs fetched
+        source = with_checksums(name, mirrored(name, spec.source, mirror), checksums)
+    files, urls = _fetch(spec, cache_dir, source, mirror)
     built = spec.build(spec, files)
     _check(spec, built)
     arrays = {f"{k}_{s}": a for s in SPLITS for k, a in zip("xy", getattr(built, s))}
@@ -37,13 +51,14 @@ def prepare_dataset(name: str, data_root: str | os.PathLike = "data",
     return write_dataset(Path(data_root) / name, arrays, meta)
 
 
-def _fetch(spec: DatasetSpec, cache_dir, source: DownloadSource | None) -> tuple[dict[str, Path], list[str]]:
+def _fetch(spec: DatasetSpec, cache_dir, source: DownloadSource | None,
+           mirror: str | None = None) -> tuple[dict[str, Path], list[str]]:
     if spec.source is None:
         if source is not None:
             raise ValueError(f"dataset {spec.name!r} is embedded and takes no download source")
         return {}, []
     if source is None:  # a mirror serves the official bytes: record the official URLs
-        return fetch(spec.name, mirrored(spec.name, spec.source), cache_dir), _urls(spec.source)
+        return fetch(spec.name, mirrored(spec.name, spec.source, mirror), cache_dir), _urls(spec.source)
     return fetch(spec.name, source, cache_dir), _urls(source)
 
 
@@ -65,3 +80,12 @@ def _check(spec: DatasetSpec, built: Built) -> None:
         ]
         if any(problems):
             raise ValueError(f"{spec.name} {split}: " + "; ".join(p for p in problems if p))
+
+
+def dataset_options(config: dict, name: str) -> dict:
+    """`prepare_dataset`'s keyword arguments for `name` from the config's `data` section
+    (``checksums.<name>``, ``val_size.<name>``; absent: the registry's), as plain values."""
+    data = config.get("data") or {}
+    options = {"checksums": (data.get("checksums") or {}).get(name),
+               "val_size": (data.get("val_size") or {}).get(name)}
+    return {k: v for k, v in options.items() if v is not None}
