@@ -37,6 +37,52 @@ class Method:
 METHODS = {"random": Method(False), "mtt": Method(True)}  # a random real subset; trajectory matching
 
 
+def expert_draw(num: int, per_seed: int, seed: int) -> list[int]:
+    """The experts distillation seed `seed` matches: `per_seed` of the pool's `num`, drawn
+    without replacement by numpy's default_rng(seed), sorted. Seeds thus vary the experts
+    too (an interval over seeds includes expert variance); per_seed == num = the whole pool."""
+    import numpy as np
+
+    return sorted(int(i) for i in np.random.default_rng(seed).choice(num, per_seed, replace=False))
+
+
+def check_section(section: dict) -> None:
+    """Config checks the schema cannot state; ValueError naming the keys.
+
+    - experts.per_seed <= experts.num;
+    - the expert optimiser is per expert set (experts.sets.<set>.momentum / weight_decay),
+      not in experts.train;
+    - a trajectory-matching method's inner loop imitates the optimiser of the experts it
+      matches: inner_momentum true (v <- 0.9 v + g) needs experts.sets.<set>.momentum 0.9,
+      false (plain SGD) needs momentum 0 (Shen et al.'s distill.py --mom 0.9 pairs with their
+      buffer.py SGDMOM 0.9; MTT's plain inner loop with its momentum-free experts).
+    """
+    from lifelearn.distill.dataset_distillation import INNER_MOMENTUM
+
+    experts = section["experts"]
+    if experts.get("per_seed", experts["num"]) > experts["num"]:
+        raise ValueError(f"dataset_distillation.experts.per_seed ({experts['per_seed']}) exceeds "
+                         f"dataset_distillation.experts.num ({experts['num']}), the pool it draws from")
+    for key in ("momentum", "weight_decay"):
+        if key in experts["train"]:
+            raise ValueError(f"dataset_distillation.experts.train.{key}: the expert optimiser is set per expert "
+                             f"set; use dataset_distillation.experts.sets.<set>.{key}")
+    for name, entry in section["methods"].items():
+        if entry.get("method") != "mtt":
+            continue
+        expert_set = entry["experts"]
+        if expert_set not in experts["sets"]:
+            raise ValueError(f"dataset_distillation.methods.{name}.experts: {expert_set!r} is not a name under "
+                             f"dataset_distillation.experts.sets ({', '.join(sorted(experts['sets']))})")
+        momentum = float(experts["sets"][expert_set]["momentum"])
+        inner = INNER_MOMENTUM if entry["inner_momentum"] else 0.0
+        if momentum != inner:
+            raise ValueError(
+                f"dataset_distillation.methods.{name}.inner_momentum is {entry['inner_momentum']} (inner-loop "
+                f"momentum {inner}) but dataset_distillation.experts.sets.{expert_set}.momentum is {momentum}: the "
+                f"inner loop must imitate the optimiser of the experts it matches")
+
+
 def synthetic_dir(layout: Layout, name: str, ipc: int, seed: int) -> str:
     """Where the synthetic set `<name>_ipc<ipc>` of `seed` lives (a dataset directory)."""
     return f"{layout.checkpoints}/{STUDY}/synthetic/{name}_ipc{ipc}/seed{seed}"
@@ -47,6 +93,7 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
     from lifelearn.studies import check_names
 
     section, seeds = config[STUDY], config["seeds"]
+    check_section(section)
     ipcs = [c["ipc"] for c in section["ipc"]]
     experts = {k: v for k, v in section["experts"].items() if k != "sets"}
     root = f"{layout.results}/{STUDY}"
@@ -70,7 +117,9 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
         check_names([entry["method"]], METHODS, f"dataset_distillation.methods.{name}.method")
         distills = METHODS[entry["method"]].distills
         shared = {"dataset": section["dataset"], "model": section["model"], "expert_lr": experts["train"]["lr"]}
-        spec = shared | ({"ipc": section["ipc"], "distill": section["distill"]} if distills else {"ipc": [{"ipc": i} for i in ipcs]})
+        spec = shared | ({"ipc": section["ipc"], "distill": section["distill"],
+                          "experts_per_seed": experts.get("per_seed", experts["num"])}
+                         if distills else {"ipc": [{"ipc": i} for i in ipcs]})
         out.append(JobSpec(STUDY, "distill", name, f"dd_distill_{name}", spec=spec | {"method_cfg": entry}, seeds=seeds,
                            code=CODE, datasets=(section["dataset"],), priority=LONG_CHAIN_PRIORITY,
                            inputs={"experts": expert_files(entry["experts"])} if distills else {},
@@ -128,8 +177,7 @@ def run_experts(job, paths) -> list:
             torch.manual_seed(i)
             model = build_model(model_spec, ds.input_shape, ds.num_classes, ds.mean, ds.std)
             start = time.perf_counter()
-            result = dd.train_expert(model, x, y, train, seed=i, clip_loss=options["clip_loss"],
-                                     grad_penalty=options["grad_penalty"], x_val=xv, y_val=yv)
+            result = dd.train_expert(model, x, y, train, seed=i, options=options, x_val=xv, y_val=yv)
             seconds = time.perf_counter() - start
             payload = dd.expert_payload(model, result, model_spec, ds.input_shape, ds.num_classes)
             with atomic_path(path, suffix=".pt") as tmp:
@@ -217,7 +265,10 @@ def run_distill(job, paths) -> list:
             name = f"{method}_ipc{ipc}"
             tags = {"stage": "dd_distill", "method": method, "name": name, "dataset": ds.name,
                     "model": spec["model"]["arch"], "seed": seed}
-            params = {"ipc": ipc_cfg, "method": entry, "distill": spec.get("distill", {}), "seed": seed}
+            drawn = expert_draw(len(trajectories), spec["experts_per_seed"], seed) if distills else []
+            seed_trajectories = [trajectories[i] for i in drawn]
+            params = {"ipc": ipc_cfg, "method": entry, "distill": spec.get("distill", {}), "seed": seed,
+                      "experts": drawn}
             # keyed by everything the result depends on: a changed config, expert or data never resumes
             work = work_dir(synthetic[(ipc, seed)], params, expert_md5s, data.digest)
             run_file = work / "mlflow_run_id"
@@ -229,11 +280,11 @@ def run_distill(job, paths) -> list:
                 torch.manual_seed(seed)
                 init = "random_real"
                 if distills and entry["representative_init"]:
-                    final = trajectories[seed % len(trajectories)][-1]
+                    final = seed_trajectories[0][-1]
                     model = dd.expert_model(payload, ds.mean, ds.std)
                     logits = dd.logits_at(model, final, x).numpy()
                     idx = dd.representative_init(logits, ds.y_train, ipc, ds.num_classes, seed)
-                    init = f"representative (k-means on expert {seed % len(trajectories)}'s final logits)"
+                    init = f"representative (k-means on expert {drawn[0]}'s final logits)"
                 else:
                     idx = dd.random_real_init(ds.y_train, ipc, ds.num_classes, seed)
                 start = time.perf_counter()
@@ -241,11 +292,12 @@ def run_distill(job, paths) -> list:
                     x_syn, lr, history = x[idx], spec["expert_lr"], []
                 else:
                     model = dd.expert_model(payload, ds.mean, ds.std)
-                    result = dd.distill(model, trajectories, x[idx], y[idx], settings(spec, ipc_cfg, entry), seed,
+                    result = dd.distill(model, seed_trajectories, x[idx], y[idx], settings(spec, ipc_cfg, entry), seed,
                                         progress=work / "progress.pt")
                     x_syn, lr, history = result["x"], result["lr"], result["history"]
                 seconds = time.perf_counter() - start
                 about = {"method": method, "ipc": ipc, "seed": seed, "init": init, "init_indices": idx.tolist(),
+                         "experts": drawn,
                          "iterations": len(history), "seconds": round(seconds, 3)}
                 target = write_synthetic(synthetic[(ipc, seed)], data_dir, x_syn.numpy(), y[idx].numpy(), lr, about)
                 with atomic_path(losses[(ipc, seed)], suffix=".csv") as tmp:
