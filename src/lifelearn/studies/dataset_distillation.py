@@ -9,8 +9,9 @@ one job each per expert set or method (`run` dispatches on `job.step`):
   each synthetic set is written in the datasets' array format (x_train/y_train = the
   synthetic set, x/y_val and x/y_test copied from the real dataset, meta.json = the real one
   plus "lr" and "synthetic"), so any study can train on it.
-- `evaluate`: K fresh networks per synthetic set, trained by the Lightning classifier on the
-  synthetic train split alone; test accuracy of the LAST epoch.
+- `evaluate`: K fresh networks per synthetic set, trained on the synthetic train split alone
+  as MTT evaluates (its learned step size, SGD momentum 0.9, wd 5e-4, 1000 epochs); test
+  accuracy of the LAST epoch; plus the fixed-step-size control (`control_runs`).
 """
 from __future__ import annotations
 
@@ -44,6 +45,13 @@ def expert_draw(num: int, per_seed: int, seed: int) -> list[int]:
     import numpy as np
 
     return sorted(int(i) for i in np.random.default_rng(seed).choice(num, per_seed, replace=False))
+
+
+def method_seeds(config: dict, name: str) -> list[int]:
+    """The seeds of method entry `name`: the global seeds, or their first `seeds` for an
+    entry that sets it (the ablation rows, to bound their cost)."""
+    n = config[STUDY]["methods"][name].get("seeds")
+    return list(config["seeds"]) if n is None else list(config["seeds"])[:n]
 
 
 def check_section(section: dict) -> None:
@@ -102,10 +110,11 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
         return [f"{layout.checkpoints}/{STUDY}/experts/{expert_set}/expert{i}.pt" for i in range(experts["num"])]
 
     def seed_files(name, filename):
-        return [f"{root}/{name}_ipc{ipc}/seed{seed}/{filename}" for ipc in ipcs for seed in seeds]
+        return [f"{root}/{name}_ipc{ipc}/seed{seed}/{filename}" for ipc in ipcs for seed in method_seeds(config, name)]
 
     def synthetic_files(name):
-        return [f"{synthetic_dir(layout, name, ipc, seed)}/{f}" for ipc in ipcs for seed in seeds for f in DATASET_FILES]
+        return [f"{synthetic_dir(layout, name, ipc, seed)}/{f}" for ipc in ipcs for seed in method_seeds(config, name)
+                for f in DATASET_FILES]
 
     out = [JobSpec(STUDY, "experts", expert_set, f"dd_experts_{expert_set}",
                    spec={"options": options, "experts": experts, "model": section["model"], "dataset": section["dataset"]},
@@ -116,20 +125,23 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
     for name, entry in section["methods"].items():
         check_names([entry["method"]], METHODS, f"dataset_distillation.methods.{name}.method")
         distills = METHODS[entry["method"]].distills
+        seeds = method_seeds(config, name)
         shared = {"dataset": section["dataset"], "model": section["model"], "expert_lr": experts["train"]["lr"]}
         spec = shared | ({"ipc": section["ipc"], "distill": section["distill"],
                           "experts_per_seed": experts.get("per_seed", experts["num"])}
                          if distills else {"ipc": [{"ipc": i} for i in ipcs]})
-        out.append(JobSpec(STUDY, "distill", name, f"dd_distill_{name}", spec=spec | {"method_cfg": entry}, seeds=seeds,
+        method_cfg = {k: v for k, v in entry.items() if k not in ("seeds", "ablation")}
+        out.append(JobSpec(STUDY, "distill", name, f"dd_distill_{name}", spec=spec | {"method_cfg": method_cfg}, seeds=seeds,
                            code=CODE, datasets=(section["dataset"],), priority=LONG_CHAIN_PRIORITY,
                            inputs={"experts": expert_files(entry["experts"])} if distills else {},
                            outputs={"synthetic": synthetic_files(name), "loss": seed_files(name, "loss.csv")},
                            report={"extra": seed_files(name, "loss.csv") + synthetic_files(name)}))
+        # ablation rows are judged on the learned-step-size protocol only: no control runs
+        evaluation = section["evaluation"] | ({"control_lr_grid": []} if entry.get("ablation") else {})
         out.append(JobSpec(STUDY, "evaluate", name, f"dd_evaluate_{name}", seeds=seeds,
-                           spec={"evaluation": section["evaluation"], "model": section["model"], "ipcs": ipcs},
-                           code=CODE + ("train", *MODEL_EVALUATION), inputs={"synthetic": synthetic_files(name)},
-                           outputs={"metrics": seed_files(name, "metrics.json"), "history": seed_files(name, "history.csv")},
-                           trainer=True))
+                           spec={"evaluation": evaluation, "model": section["model"], "ipcs": ipcs},
+                           code=CODE + ("train/optim.py", *MODEL_EVALUATION), inputs={"synthetic": synthetic_files(name)},
+                           outputs={"metrics": seed_files(name, "metrics.json"), "history": seed_files(name, "history.csv")}))
     return out
 
 
@@ -317,22 +329,59 @@ def run_distill(job, paths) -> list:
 
 
 # -------------------------------------------------------------------------- evaluation
-def train_on_synthetic(synthetic_dir, model_spec: dict, eval_cfg: dict, trainer_cfg: dict, seed: int) -> tuple[dict, list]:
-    """Train one fresh network on a synthetic set (ClassifierModule through
-    train.runner.train_and_test, validating every `val_every` epochs, without checkpoints
-    or logger) with the set's step size `lr` from meta.json and no augmentation (its
-    meta.json keeps the real set's); test accuracy and loss of the last epoch, its history."""
-    from lifelearn.data import load_dataset
-    from lifelearn.io import read_json
-    from lifelearn.train.module import ClassifierModule
-    from lifelearn.train.runner import train_and_test
+def train_on_synthetic(ds, model_spec: dict, train_cfg: dict, lr: float, seed: int, val_every: int = 1):
+    """Train one fresh network on the synthetic train split of `ds` alone, as MTT's
+    utils.evaluate_synset: SGD (train_cfg: momentum 0.9, weight decay 5e-4, batch 256,
+    lr x0.1 at the milestone) from step size `lr`, a plain PyTorch loop (at 10-100 images an
+    epoch is one step, and Lightning's per-epoch overhead would dominate 1000 epochs), no
+    augmentation; returns the LAST epoch's test and val metrics (never a selected epoch) and
+    the val history every `val_every` epochs."""
+    import torch
+    from torch.nn import functional as F
 
-    ds = load_dataset(synthetic_dir)
-    lr = float(read_json(Path(synthetic_dir) / "meta.json")["lr"])
-    train_cfg = {**eval_cfg["train"], "lr": lr, "augment": "none"}
-    metrics, module = train_and_test(ds, model_spec, train_cfg, lambda model, _: ClassifierModule(model, train_cfg),
-                                     seed, trainer_cfg, val_every=eval_cfg.get("val_every", 1))
-    return metrics | {"lr": lr}, module.history
+    from lifelearn.evaluate.classification import evaluate_classifier
+    from lifelearn.models import build_model
+    from lifelearn.train.optim import build_optimizer, build_scheduler
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    x, y = torch.as_tensor(ds.x_train), torch.as_tensor(ds.y_train)
+    xv, yv = torch.as_tensor(ds.x_val), torch.as_tensor(ds.y_val)
+    model = build_model(model_spec, ds.input_shape, ds.num_classes, ds.mean, ds.std)
+    cfg = {**train_cfg, "lr": float(lr)}
+    opt = build_optimizer(model.parameters(), cfg)
+    sched = build_scheduler(opt, cfg)
+    epochs, bs, history = cfg["epochs"], cfg["batch_size"], []
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(y), generator=gen)
+        for b in range(0, len(y), bs):
+            idx = order[b:b + bs]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if sched is not None:
+            sched.step()
+        if (epoch + 1) % val_every == 0 or epoch + 1 == epochs:
+            model.eval()
+            val = evaluate_classifier(model, xv, yv, ds.num_classes, prefix="val")
+            history.append({"epoch": epoch, "train_loss": loss.item(), "val_acc": val["val_acc"],
+                            "val_loss": val["val_loss"], "lr": opt.param_groups[0]["lr"]})
+    model.eval()
+    metrics = evaluate_classifier(model, torch.as_tensor(ds.x_test), torch.as_tensor(ds.y_test), ds.num_classes)
+    return metrics | {"val_acc": history[-1]["val_acc"], "lr": float(lr), "epochs": epochs}, history
+
+
+def control_runs(ds, model_spec: dict, ev: dict, seed: int) -> list[dict]:
+    """The fixed-step-size control: one network per step size of evaluation.control_lr_grid
+    (seed `seed`), its last-epoch val and test accuracy. The report picks, per IPC, the ONE
+    grid value with the highest mean val accuracy over every method and seed, and reports
+    every method's test accuracy at it, so no method can win only through its learned step
+    size (test accuracy is never used to choose)."""
+    return [{"lr": float(lr), **{k: m[k] for k in ("val_acc", "test_acc")}}
+            for lr in ev.get("control_lr_grid", [])
+            for m in [train_on_synthetic(ds, model_spec, ev["train"], lr, seed, ev.get("val_every", 1))[0]]]
 
 
 def run_evaluate(job, paths) -> list:
@@ -340,6 +389,7 @@ def run_evaluate(job, paths) -> list:
     metrics.json (test_acc = mean over the K networks, last epoch) and history.csv."""
     import numpy as np
 
+    from lifelearn.data import load_dataset
     from lifelearn.io import read_json
     from lifelearn.jobs import RunRecord
     from lifelearn.tracking import DatasetRef, tracked_run
@@ -362,17 +412,20 @@ def run_evaluate(job, paths) -> list:
                              {"evaluation": ev, "model": model_spec, "ipc": ipc, "seed": seed},
                              dataset=DatasetRef.of(f"{ds_name}-{name}-seed{seed}", syn)) as run:
                 start = time.perf_counter()
+                ds = load_dataset(syn)
+                lr = float(read_json(syn / "meta.json")["lr"])
                 nets, history = [], []
                 for k in range(ev["networks"]):
-                    m, h = train_on_synthetic(syn, model_spec, ev, job.trainer, seed * 1000 + k)
+                    m, h = train_on_synthetic(ds, model_spec, ev["train"], lr, seed * 1000 + k, ev.get("val_every", 1))
                     nets.append(m)
                     history += [{"network": k, **row} for row in h]
+                control = control_runs(ds, model_spec, ev, seed * 1000 + ev["networks"])
                 accs = [m["test_acc"] for m in nets]
                 metrics = {"test_acc": float(np.mean(accs)), "test_acc_networks": accs,
                            "test_acc_std_networks": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
                            "test_loss": float(np.mean([m["test_loss"] for m in nets])),
                            "val_acc": float(np.mean([m["val_acc"] for m in nets])), "ipc": ipc,
-                           "syn_lr": nets[0]["lr"], "networks": len(nets), "epochs": ev["train"]["epochs"],
+                           "syn_lr": lr, "networks": len(nets), "epochs": ev["train"]["epochs"], "control": control,
                            "train_seconds": round(time.perf_counter() - start, 3)}
                 record = RunRecord(STUDY, STUDY, name, method, seed, ds_name, model_spec["arch"], run.run_id,
                                    job.ctx.git_commit, metrics, {"synthetic_set": str(syn)})
