@@ -371,3 +371,21 @@ def test_an_ipc_the_dataset_cannot_supply_is_named():
     with pytest.raises(ValueError, match=r"dataset_distillation.ipc: IPC 4 needs 4 training images per class.*"
                                          r"toy's training split has fewer for class\(es\) \{1: 3\}"):
         check_ipc(y, 4, 3, "toy")
+
+
+def test_plan_ablation_rows_run_their_seeds_without_control_and_the_main_rows_with_it():
+    from lifelearn.config import load_config
+    from lifelearn.jobs import Layout
+    from lifelearn.studies import dataset_distillation as study
+
+    cfg = load_config(REPO / "config")
+    jobs = {j.rule: j for j in study.jobs(cfg, Layout("default"))}
+    assert jobs["dd_distill_abl_weight_perturbation"].seeds == cfg["seeds"][:3]
+    assert jobs["dd_distill_mtt"].seeds == cfg["seeds"]
+    assert "seeds" not in jobs["dd_distill_abl_weight_perturbation"].spec["method_cfg"]
+    assert jobs["dd_evaluate_abl_weight_perturbation"].spec["evaluation"]["control_lr_grid"] == []
+    assert jobs["dd_evaluate_mtt"].spec["evaluation"]["control_lr_grid"] == cfg["dataset_distillation"]["evaluation"][
+        "control_lr_grid"]
+    assert len(jobs["dd_experts_smooth"].outputs["experts"]) == cfg["dataset_distillation"]["experts"]["num"]
+    assert jobs["dd_distill_mtt"].spec["experts_per_seed"] == cfg["dataset_distillation"]["experts"]["per_seed"]
+    assert "experts_per_seed" not in jobs["dd_distill_random"].spec  # the baseline reads no experts
