@@ -108,12 +108,15 @@ def unflatten(flat: torch.Tensor, layout: list[tuple[str, torch.Size]]) -> dict[
 
 def train_expert(model: nn.Module, x: torch.Tensor, y: torch.Tensor, train_cfg: dict, seed: int,
                  options: dict | None = None,
-                 x_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None) -> dict:
+                 x_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None, augment=None) -> dict:
     """Train one expert by SGD on (x, y); the flat parameters after every epoch.
 
     `options` (an expert set of the config): momentum, weight_decay, lr_decay (applied as
     `lr_at`; the optimiser is rebuilt there, momentum buffer reset, as both buffer.py files
     do), clip_schedule (`clip_factor`; [] = off) and grad_penalty (lambda; 0 = off).
+    `augment` (a dsa.SiameseAugment or None): each real batch is augmented, seeded from the
+    expert's generator (both buffer.py files train experts with DSA); the gradient penalty
+    is taken on the clean batch, as the authors' epoch_gp does.
     Returns {"trajectory": (epochs + 1, P) tensor (row 0 = initialisation),
     "train_loss": (epochs,), "val_acc": (epochs + 1,), "lr": (epochs,)}.
     """
@@ -143,7 +146,8 @@ def train_expert(model: nn.Module, x: torch.Tensor, y: torch.Tensor, train_cfg: 
         total = 0.0
         for b in range(0, len(y), bs):
             idx = order[b:b + bs]
-            ce = F.cross_entropy(model(x[idx]), y[idx], reduction="none")
+            xb = x[idx] if augment is None else augment(x[idx], seed=int(torch.randint(2**31, (1,), generator=gen)))
+            ce = F.cross_entropy(model(xb), y[idx], reduction="none")
             loss = ce.mean() * clip_factor(epoch, o["clip_schedule"])
             if o["grad_penalty"] > 0:
                 loss = loss + gradient_penalty(model, x[idx], o["grad_penalty"])
@@ -210,8 +214,10 @@ def perturb(flat: torch.Tensor, layout, gen: torch.Generator, alpha: float = PER
 
 def unroll(model: nn.Module, layout, start: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
            lr: torch.Tensor, steps: int, momentum: float = 0.0, loss_weight: float = 1.0,
-           batch_syn: int | None = None, gen: torch.Generator | None = None) -> list[torch.Tensor]:
-    """`steps` differentiable SGD steps from `start` on (x, y); every iterate (steps + 1 tensors)."""
+           batch_syn: int | None = None, gen: torch.Generator | None = None, augment=None) -> list[torch.Tensor]:
+    """`steps` differentiable SGD steps from `start` on (x, y); every iterate (steps + 1 tensors).
+    `augment` (DSA, or None): each step's synthetic batch is augmented differentiably, seeded
+    from `gen` (MTT's distill.py: DiffAugment on x inside the unrolled loop)."""
     params, velocity = [start], None
     n = len(y)
     for _ in range(steps):
@@ -220,6 +226,8 @@ def unroll(model: nn.Module, layout, start: torch.Tensor, x: torch.Tensor, y: to
         else:
             idx = torch.randperm(n, generator=gen)[:batch_syn]
             xb, yb = x[idx], y[idx]
+        if augment is not None:
+            xb = augment(xb, seed=int(torch.randint(2**31, (1,), generator=gen)))
         logits = functional_call(model, unflatten(params[-1], layout), (xb,))
         ce = F.cross_entropy(logits, yb) * loss_weight
         (grad,) = torch.autograd.grad(ce, params[-1], create_graph=True)
@@ -310,7 +318,7 @@ def load_progress(path: Path | None) -> dict | None:
 
 
 def distill(model: nn.Module, trajectories: list[torch.Tensor], x_init: torch.Tensor, y_syn: torch.Tensor,
-            s: DistillSettings, seed: int, progress: Path | None = None) -> dict:
+            s: DistillSettings, seed: int, progress: Path | None = None, augment=None, clamp: bool = True) -> dict:
     """Optimise synthetic images (initialised at `x_init`) and log(alpha) by trajectory matching.
 
     `model` only supplies the architecture (its parameters are replaced by the expert's);
@@ -318,7 +326,8 @@ def distill(model: nn.Module, trajectories: list[torch.Tensor], x_init: torch.Te
     With `progress`, the whole state (images, step size, both optimisers, the sampling
     generator, the loss history) is saved there every PROGRESS_EVERY iterations, and a
     run finding that file continues from it: a killed job resumes where it stopped and
-    ends as an uninterrupted one would.
+    ends as an uninterrupted one would. `augment`: DSA in the inner loop (`unroll`); `clamp`:
+    project the images to [0, 1] after each update (off for ZCA-whitened images, as MTT).
     """
     max_start = min(s.max_start_epoch, min(len(t) for t in trajectories) - 1 - s.expert_epochs)
     if max_start < 1:
@@ -352,15 +361,16 @@ def distill(model: nn.Module, trajectories: list[torch.Tensor], x_init: torch.Te
         start = start.clone().requires_grad_(True)  # the student's start; the losses' normaliser
         weight = balance_factor(t, s.max_start_epoch) if s.balanced_loss else 1.0
         params = unroll(model, layout, start, x_syn, y_syn, log_lr.exp(), s.syn_steps, momentum, weight,
-                        s.batch_syn, gen)
+                        s.batch_syn, gen, augment)
         loss = trajectory_loss(params, traj, t, s.expert_epochs, start.detach(), s.intermediate_matching)
         opt_img.zero_grad(set_to_none=True)
         opt_lr.zero_grad(set_to_none=True)
         loss.backward()
         opt_img.step()
         opt_lr.step()
-        with torch.no_grad():
-            x_syn.clamp_(0.0, 1.0)
+        if clamp:
+            with torch.no_grad():
+                x_syn.clamp_(0.0, 1.0)
         history.append({"iteration": it, "loss": loss.item(), "lr": log_lr.exp().item(),
                         "expert": e, "start_epoch": t})
         if progress is not None and (it + 1) % PROGRESS_EVERY == 0 and it + 1 < s.iterations:

@@ -47,6 +47,32 @@ def expert_draw(num: int, per_seed: int, seed: int) -> list[int]:
     return sorted(int(i) for i in np.random.default_rng(seed).choice(num, per_seed, replace=False))
 
 
+def pipeline_keys(section: dict) -> dict:
+    """MTT's CIFAR pipeline switches every step reads: {"zca": bool, "dsa": strategy or False}."""
+    return {"zca": bool(section.get("zca", False)),
+            "dsa": section.get("dsa_strategy", "color_crop_cutout_flip_scale_rotate") if section.get("dsa") else False}
+
+
+def prepared(ds, keys: dict, real=None):
+    """(x_train, x_val, x_test, mean, std, augment) of `ds` under the pipeline keys: with `zca`,
+    the x arrays whitened by a ZCA fitted on the REAL train split (`real`, default ds itself)
+    and no further normalisation in the model (mean = std = None; the transform centres);
+    `augment`: the DSA (lifelearn.distill.dsa) or None."""
+    import torch
+
+    from lifelearn.distill import dsa
+
+    augment = dsa.build(bool(keys["dsa"]), keys["dsa"] or "", ds.input_shape[0]) if len(ds.input_shape) == 3 else None
+    if keys["dsa"] and augment is None:
+        raise ValueError(f"dataset_distillation.dsa: needs image inputs (C, H, W), got {tuple(ds.input_shape)}")
+    if not keys["zca"]:
+        return (*(torch.as_tensor(getattr(ds, f"x_{s}")) for s in ("train", "val", "test")), ds.mean, ds.std, augment)
+    from lifelearn.data.zca import whiten_splits
+
+    w = whiten_splits(ds, fit_on=None if real is None else real.x_train)
+    return w["train"], w["val"], w["test"], None, None, augment
+
+
 def method_seeds(config: dict, name: str) -> list[int]:
     """The seeds of method entry `name`: the global seeds, or their first `seeds` for an
     entry that sets it (the ablation rows, to bound their cost)."""
@@ -117,7 +143,8 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
                 for f in DATASET_FILES]
 
     out = [JobSpec(STUDY, "experts", expert_set, f"dd_experts_{expert_set}",
-                   spec={"options": options, "experts": experts, "model": section["model"], "dataset": section["dataset"]},
+                   spec={"options": options, "experts": experts, "model": section["model"], "dataset": section["dataset"],
+                         **pipeline_keys(section)},
                    seeds=list(range(experts["num"])), code=CODE, datasets=(section["dataset"],),
                    outputs={"experts": expert_files(expert_set), "summary": [f"{root}/experts/{expert_set}/summary.json"]},
                    priority=LONG_CHAIN_PRIORITY, report={"extra": [f"{root}/experts/{expert_set}/summary.json"]})
@@ -127,7 +154,7 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
         distills = METHODS[entry["method"]].distills
         seeds = method_seeds(config, name)
         shared = {"dataset": section["dataset"], "model": section["model"], "expert_lr": experts["train"]["lr"]}
-        spec = shared | ({"ipc": section["ipc"], "distill": section["distill"],
+        spec = shared | pipeline_keys(section) | ({"ipc": section["ipc"], "distill": section["distill"],
                           "experts_per_seed": experts.get("per_seed", experts["num"])}
                          if distills else {"ipc": [{"ipc": i} for i in ipcs]})
         method_cfg = {k: v for k, v in entry.items() if k not in ("seeds", "ablation")}
@@ -138,8 +165,10 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
                            report={"extra": seed_files(name, "loss.csv") + synthetic_files(name)}))
         # ablation rows are judged on the learned-step-size protocol only: no control runs
         evaluation = section["evaluation"] | ({"control_lr_grid": []} if entry.get("ablation") else {})
+        keys = pipeline_keys(section)
         out.append(JobSpec(STUDY, "evaluate", name, f"dd_evaluate_{name}", seeds=seeds,
-                           spec={"evaluation": evaluation, "model": section["model"], "ipcs": ipcs},
+                           spec={"evaluation": evaluation, "model": section["model"], "ipcs": ipcs, **keys},
+                           datasets=(section["dataset"],) if keys["zca"] else (),  # ZCA is fitted on the real train split
                            code=CODE + ("train/optim.py", *MODEL_EVALUATION), inputs={"synthetic": synthetic_files(name)},
                            outputs={"metrics": seed_files(name, "metrics.json"), "history": seed_files(name, "history.csv")}))
     return out
@@ -175,11 +204,10 @@ def run_experts(job, paths) -> list:
     spec, data_dir = job.spec, paths.input("data")[0].parent
     train, options, model_spec = spec["experts"]["train"], spec["options"], spec["model"]
     ds = load_dataset(data_dir)
-    x, y = torch.as_tensor(ds.x_train), torch.as_tensor(ds.y_train)
-    xv, yv = torch.as_tensor(ds.x_val), torch.as_tensor(ds.y_val)
-    xt, yt = torch.as_tensor(ds.x_test), torch.as_tensor(ds.y_test)
+    x, xv, xt, mean, std, augment = prepared(ds, spec)
+    y, yv, yt = (torch.as_tensor(getattr(ds, f"y_{s}")) for s in ("train", "val", "test"))
     rows, records = [], []
-    params = {"model": model_spec, "train": train, **options}
+    params = {"model": model_spec, "train": train, **options, "zca": spec["zca"], "dsa": spec["dsa"]}
     data = DatasetRef.of(ds.name, data_dir)
     for i, path in zip(job.seeds, paths.output("experts")):
         tags = {"stage": "dd_experts", "method": job.name, "name": f"experts_{job.name}", "dataset": ds.name,
@@ -187,9 +215,9 @@ def run_experts(job, paths) -> list:
         with tracked_run(job.ctx, STUDY, f"experts/{job.name}/seed{i}", tags, {**params, "seed": i},
                          dataset=data) as run:
             torch.manual_seed(i)
-            model = build_model(model_spec, ds.input_shape, ds.num_classes, ds.mean, ds.std)
+            model = build_model(model_spec, ds.input_shape, ds.num_classes, mean, std)
             start = time.perf_counter()
-            result = dd.train_expert(model, x, y, train, seed=i, options=options, x_val=xv, y_val=yv)
+            result = dd.train_expert(model, x, y, train, seed=i, options=options, x_val=xv, y_val=yv, augment=augment)
             seconds = time.perf_counter() - start
             payload = dd.expert_payload(model, result, model_spec, ds.input_shape, ds.num_classes)
             with atomic_path(path, suffix=".pt") as tmp:
@@ -266,7 +294,8 @@ def run_distill(job, paths) -> list:
         trajectories.append(traj)
     for ipc_cfg in spec["ipc"]:  # fail before any work or MLflow run
         dd.check_ipc(ds.y_train, ipc_cfg["ipc"], ds.num_classes, ds.name)
-    x, y = torch.as_tensor(ds.x_train), torch.as_tensor(ds.y_train)
+    x, _, _, mean, std, augment = prepared(ds, spec)
+    y = torch.as_tensor(ds.y_train)
     expert_md5s = [md5_file(p) for p in paths.input("experts")]
     synthetic = _by_ipc_seed([c["ipc"] for c in spec["ipc"]], job.seeds, [p.parent for p in paths.output("synthetic")])
     losses = _by_ipc_seed([c["ipc"] for c in spec["ipc"]], job.seeds, paths.output("loss"))
@@ -280,7 +309,7 @@ def run_distill(job, paths) -> list:
             drawn = expert_draw(len(trajectories), spec["experts_per_seed"], seed) if distills else []
             seed_trajectories = [trajectories[i] for i in drawn]
             params = {"ipc": ipc_cfg, "method": entry, "distill": spec.get("distill", {}), "seed": seed,
-                      "experts": drawn}
+                      "experts": drawn, "zca": spec["zca"], "dsa": spec["dsa"]}
             # keyed by everything the result depends on: a changed config, expert or data never resumes
             work = work_dir(synthetic[(ipc, seed)], params, expert_md5s, data.digest)
             run_file = work / "mlflow_run_id"
@@ -293,7 +322,7 @@ def run_distill(job, paths) -> list:
                 init = "random_real"
                 if distills and entry["representative_init"]:
                     final = seed_trajectories[0][-1]
-                    model = dd.expert_model(payload, ds.mean, ds.std)
+                    model = dd.expert_model(payload, mean, std)
                     logits = dd.logits_at(model, final, x).numpy()
                     idx = dd.representative_init(logits, ds.y_train, ipc, ds.num_classes, seed)
                     init = f"representative (k-means on expert {drawn[0]}'s final logits)"
@@ -303,13 +332,13 @@ def run_distill(job, paths) -> list:
                 if not distills:
                     x_syn, lr, history = x[idx], spec["expert_lr"], []
                 else:
-                    model = dd.expert_model(payload, ds.mean, ds.std)
+                    model = dd.expert_model(payload, mean, std)
                     result = dd.distill(model, seed_trajectories, x[idx], y[idx], settings(spec, ipc_cfg, entry), seed,
-                                        progress=work / "progress.pt")
+                                        progress=work / "progress.pt", augment=augment, clamp=not spec["zca"])
                     x_syn, lr, history = result["x"], result["lr"], result["history"]
                 seconds = time.perf_counter() - start
                 about = {"method": method, "ipc": ipc, "seed": seed, "init": init, "init_indices": idx.tolist(),
-                         "experts": drawn,
+                         "experts": drawn, "zca": spec["zca"],
                          "iterations": len(history), "seconds": round(seconds, 3)}
                 target = write_synthetic(synthetic[(ipc, seed)], data_dir, x_syn.numpy(), y[idx].numpy(), lr, about)
                 with atomic_path(losses[(ipc, seed)], suffix=".csv") as tmp:
@@ -329,13 +358,16 @@ def run_distill(job, paths) -> list:
 
 
 # -------------------------------------------------------------------------- evaluation
-def train_on_synthetic(ds, model_spec: dict, train_cfg: dict, lr: float, seed: int, val_every: int = 1):
+def train_on_synthetic(ds, model_spec: dict, train_cfg: dict, lr: float, seed: int, val_every: int = 1,
+                       arrays=None):
     """Train one fresh network on the synthetic train split of `ds` alone, as MTT's
     utils.evaluate_synset: SGD (train_cfg: momentum 0.9, weight decay 5e-4, batch 256,
     lr x0.1 at the milestone) from step size `lr`, a plain PyTorch loop (at 10-100 images an
     epoch is one step, and Lightning's per-epoch overhead would dominate 1000 epochs), no
     augmentation; returns the LAST epoch's test and val metrics (never a selected epoch) and
-    the val history every `val_every` epochs."""
+    the val history every `val_every` epochs. `arrays`: `prepared(...)` of the set (ZCA'd
+    x arrays, model normalisation, DSA on each training batch as MTT's evaluation); default
+    the set as stored with its own normalisation and no augmentation."""
     import torch
     from torch.nn import functional as F
 
@@ -345,9 +377,10 @@ def train_on_synthetic(ds, model_spec: dict, train_cfg: dict, lr: float, seed: i
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    x, y = torch.as_tensor(ds.x_train), torch.as_tensor(ds.y_train)
-    xv, yv = torch.as_tensor(ds.x_val), torch.as_tensor(ds.y_val)
-    model = build_model(model_spec, ds.input_shape, ds.num_classes, ds.mean, ds.std)
+    x, xv, xt, mean, std, augment = arrays or (*(torch.as_tensor(getattr(ds, f"x_{s}")) for s in ("train", "val", "test")),
+                                               ds.mean, ds.std, None)
+    y, yv = torch.as_tensor(ds.y_train), torch.as_tensor(ds.y_val)
+    model = build_model(model_spec, ds.input_shape, ds.num_classes, mean, std)
     cfg = {**train_cfg, "lr": float(lr)}
     opt = build_optimizer(model.parameters(), cfg)
     sched = build_scheduler(opt, cfg)
@@ -357,7 +390,8 @@ def train_on_synthetic(ds, model_spec: dict, train_cfg: dict, lr: float, seed: i
         order = torch.randperm(len(y), generator=gen)
         for b in range(0, len(y), bs):
             idx = order[b:b + bs]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
+            xb = x[idx] if augment is None else augment(x[idx], seed=int(torch.randint(2**31, (1,), generator=gen)))
+            loss = F.cross_entropy(model(xb), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -369,11 +403,11 @@ def train_on_synthetic(ds, model_spec: dict, train_cfg: dict, lr: float, seed: i
             history.append({"epoch": epoch, "train_loss": loss.item(), "val_acc": val["val_acc"],
                             "val_loss": val["val_loss"], "lr": opt.param_groups[0]["lr"]})
     model.eval()
-    metrics = evaluate_classifier(model, torch.as_tensor(ds.x_test), torch.as_tensor(ds.y_test), ds.num_classes)
+    metrics = evaluate_classifier(model, xt, torch.as_tensor(ds.y_test), ds.num_classes)
     return metrics | {"val_acc": history[-1]["val_acc"], "lr": float(lr), "epochs": epochs}, history
 
 
-def control_runs(ds, model_spec: dict, ev: dict, seed: int) -> list[dict]:
+def control_runs(ds, model_spec: dict, ev: dict, seed: int, arrays=None) -> list[dict]:
     """The fixed-step-size control: one network per step size of evaluation.control_lr_grid
     (seed `seed`), its last-epoch val and test accuracy. The report picks, per IPC, the ONE
     grid value with the highest mean val accuracy over every method and seed, and reports
@@ -381,7 +415,7 @@ def control_runs(ds, model_spec: dict, ev: dict, seed: int) -> list[dict]:
     size (test accuracy is never used to choose)."""
     return [{"lr": float(lr), **{k: m[k] for k in ("val_acc", "test_acc")}}
             for lr in ev.get("control_lr_grid", [])
-            for m in [train_on_synthetic(ds, model_spec, ev["train"], lr, seed, ev.get("val_every", 1))[0]]]
+            for m in [train_on_synthetic(ds, model_spec, ev["train"], lr, seed, ev.get("val_every", 1), arrays)[0]]]
 
 
 def run_evaluate(job, paths) -> list:
@@ -395,8 +429,11 @@ def run_evaluate(job, paths) -> list:
     from lifelearn.tracking import DatasetRef, tracked_run
     from lifelearn.train.runner import write_history
 
+    import torch
+
     spec, method = job.spec, job.name
     ev, model_spec = spec["evaluation"], spec["model"]
+    real = load_dataset(paths.input("data")[0].parent) if spec["zca"] else None
     synthetic = _by_ipc_seed(spec["ipcs"], job.seeds, [p.parent for p in paths.input("synthetic")])
     outputs = _by_ipc_seed(spec["ipcs"], job.seeds, zip(paths.output("metrics"), paths.output("history")))
     records = []
@@ -413,13 +450,18 @@ def run_evaluate(job, paths) -> list:
                              dataset=DatasetRef.of(f"{ds_name}-{name}-seed{seed}", syn)) as run:
                 start = time.perf_counter()
                 ds = load_dataset(syn)
+                # the stored synthetic images are already whitened: only val/test and the fit need the real set
+                arrays = prepared(ds, spec, real=real)
+                if spec["zca"]:
+                    arrays = (torch.as_tensor(ds.x_train), *arrays[1:])
                 lr = float(read_json(syn / "meta.json")["lr"])
                 nets, history = [], []
                 for k in range(ev["networks"]):
-                    m, h = train_on_synthetic(ds, model_spec, ev["train"], lr, seed * 1000 + k, ev.get("val_every", 1))
+                    m, h = train_on_synthetic(ds, model_spec, ev["train"], lr, seed * 1000 + k, ev.get("val_every", 1),
+                                              arrays)
                     nets.append(m)
                     history += [{"network": k, **row} for row in h]
-                control = control_runs(ds, model_spec, ev, seed * 1000 + ev["networks"])
+                control = control_runs(ds, model_spec, ev, seed * 1000 + ev["networks"], arrays)
                 accs = [m["test_acc"] for m in nets]
                 metrics = {"test_acc": float(np.mean(accs)), "test_acc_networks": accs,
                            "test_acc_std_networks": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
