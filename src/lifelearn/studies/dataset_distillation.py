@@ -25,7 +25,8 @@ from lifelearn.data.arrays import DATASET_FILES
 from lifelearn.jobs import COMMON_CODE, LONG_CHAIN_PRIORITY, MODEL_EVALUATION, JobSpec, Layout
 
 STUDY = "dataset_distillation"
-CODE = ("studies/dataset_distillation.py", "distill/dataset_distillation.py", "models", "data", *COMMON_CODE)
+CODE = ("studies/dataset_distillation.py", "distill/dataset_distillation.py", "distill/dsa.py", "models", "data",
+        *COMMON_CODE)
 
 
 @dataclass(frozen=True)
