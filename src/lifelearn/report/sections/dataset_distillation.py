@@ -225,8 +225,9 @@ def section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config: dict) -
         "table: mean ± std over seeds (ddof=1). `random`: a random real subset of the same size, trained with the "
         "experts' learning rate; trajectory matching methods (`mtt` = plain MTT: plain experts, all switches off): "
         + "; ".join(f"`{m}`: experts `{c['experts']}`, on: "
-                    + (", ".join(k for k in sorted(c) if k not in ("experts", "method") and c[k]) or "none")
-                    for m, c in sorted(cfg.get("methods", {}).items()) if "experts" in c) + ".",
+                    + (", ".join(k for k in sorted(c) if k not in ("experts", "method", "seeds", "ablation") and c[k])
+                       or "none")
+                    for m, c in sorted(methods.items()) if "experts" in c and not c.get("ablation")) + ".",
         accuracy_table(df, cfg.get("experts", {}).get("train", {}).get("lr")),
         "The step size is learned with the images (initial value: the experts' learning rate) and is the "
         "learning rate every evaluation network is trained with; a set whose step size collapsed during "
@@ -255,8 +256,9 @@ def section(df: pd.DataFrame, hist: pd.DataFrame, out_dir: Path, config: dict) -
                   "the interval, not the mean.", ablation]
     experts = experts_table(root)
     if experts:
-        parts += ["### Experts", "Final accuracies and the parameter distance travelled per epoch "
-                  "(smooth experts should move less and more evenly).", experts]
+        parts += ["### Experts", "Final accuracies and the parameter distance travelled per epoch, per "
+                  "expert set and its optimiser (momentum experts travel further per epoch at the same lr; "
+                  "the clipping loss and the gradient penalty are meant to make the steps more even).", experts]
     parts.append("### Synthetic images")
     parts += [synthetic_figure(full_df, out_dir, ipc) for ipc in sorted(df["name"].map(_ipc).unique())]
     parts += ["### Matching loss", loss_figure(df, out_dir)]
