@@ -34,17 +34,93 @@ def test_intermediate_matching_adds_the_mean_of_the_intermediate_terms():
     assert inter.item() == pytest.approx(1 / 9 + 1.0)
 
 
+def test_intermediate_terms_are_summed_at_floor_steps_as_the_authors_code():
+    # M = 3, N = 5 steps from t = 0: the authors' middle steps are (5 // 3) * j = 1, 2 (round would give 2, 3)
+    traj = torch.tensor([[0.0], [1.0], [2.0], [3.0]])
+    params = [torch.tensor([v]) for v in (0.0, 1.0, 1.0, 2.0, 2.0, 3.0)]
+    # final 3 vs 3: 0; step 1 = 1 vs theta*_1 = 1: 0; step 2 = 1 vs theta*_2 = 2: 1 / 4 (start 0)
+    assert dd.trajectory_loss(params, traj, 0, 3, traj[0], intermediate=True).item() == pytest.approx(0.25)
+
+
+def test_matching_loss_is_normalised_by_the_start_the_student_began_from():
+    traj = torch.tensor([[0.0], [1.0], [3.0]])
+    params = [torch.tensor([1.0]), torch.tensor([2.0])]  # a perturbed start 1.0, final 2.0, target theta*_2 = 3
+    # the authors' param_dist: ||start - target||^2 = (1 - 3)^2 = 4, not the expert's (0 - 3)^2 = 9
+    assert dd.trajectory_loss(params, traj, 0, 2, params[0]).item() == pytest.approx(1 / 4)
+
+
 def test_clipping_schedule_has_its_documented_values():
     assert [round(dd.clip_factor(e), 10) for e in range(12)] == [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0, 1.0]
+    older = [0.5, 0.5, 0.55, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9]  # the earlier revision, as a config value
+    assert [dd.clip_factor(e, older) for e in range(12)] == older + [1.0]
+    assert dd.clip_factor(0, []) == 1.0  # [] = no clipping loss
 
 
-def test_gradient_penalty_on_a_hand_case():
-    # loss_i = a_i * sum(x_i): d loss_i / d x_i = a_i * ones(4), norm 2 * a_i
-    x = torch.ones(3, 4, requires_grad=True)
-    a = torch.tensor([0.5, 1.0, 2.0])
-    per_sample = a * x.sum(dim=1)
-    expected = 2.0 * np.mean([(1.0 - 1) ** 2, (2.0 - 1) ** 2, (4.0 - 1) ** 2])  # lambda = 2
-    assert dd.gradient_penalty(per_sample, x, 2.0).item() == pytest.approx(expected)
+def test_expert_lr_decays_once_after_epoch_half_plus_one():
+    # both buffer.py: `if e in [E // 2 + 1]: lr *= decay` after training epoch e; E = 10 -> epochs 7.. decayed
+    assert [dd.lr_at(e, 1.0, 10, 0.6) for e in range(10)] == [1.0] * 7 + [0.6] * 3
+    assert [dd.lr_at(e, 1.0, 10, 1.0) for e in range(10)] == [1.0] * 10
+
+
+class _Linear(nn.Module):
+    def __init__(self, w):
+        super().__init__()
+        self.w = nn.Parameter(w)
+
+    def forward(self, x):  # (B, C, H, W) -> (B, K): logits_k = sum_c w[k, c] * sum_hw x[c]
+        return torch.einsum("kc,bchw->bk", self.w, x)
+
+
+def test_gradient_penalty_is_the_authors_per_pixel_norm_of_the_summed_logits_gradient():
+    # d sum_k logits_k / d x[b, c, h, w] = sum_k w[k, c] = (1, 2) for channels 0, 1: per pixel the norm over
+    # channels is sqrt(1 + 4) = sqrt 5 everywhere; lambda 2 * (sqrt 5 - 1)^2
+    model = _Linear(torch.tensor([[0.5, 1.0], [0.5, 1.0]]))
+    x = torch.rand(3, 2, 2, 2)
+    assert dd.gradient_penalty(model, x, 2.0).item() == pytest.approx(2.0 * (math.sqrt(5) - 1) ** 2)
+    # independent of the input for a linear model; the graph reaches the weights (create_graph)
+    penalty = dd.gradient_penalty(model, torch.zeros(1, 2, 1, 1), 1.0)
+    (g,) = torch.autograd.grad(penalty, model.w)
+    # penalty = (sqrt(a^2 + b^2) - 1)^2 with a = w00 + w10 = 1, b = w01 + w11 = 2; d/dw00 = 2 (r - 1) a / r
+    r = math.sqrt(5)
+    assert g[0, 0].item() == pytest.approx(2 * (r - 1) * 1 / r) and g[1, 1].item() == pytest.approx(2 * (r - 1) * 2 / r)
+
+
+def test_smooth_experts_use_their_optimiser_and_plain_experts_plain_sgd():
+    torch.manual_seed(0)
+    x, y = torch.rand(20, 1, 4, 4), torch.arange(20) % 2
+    cfg = yaml.safe_load((REPO / "config" / "studies" / "dataset_distillation.yaml").read_text())["dataset_distillation"]
+    smooth, plain = cfg["experts"]["sets"]["smooth"], cfg["experts"]["sets"]["plain"]
+    assert (smooth["momentum"], smooth["weight_decay"], smooth["grad_penalty"]) == (0.9, 0.001, 2.0)
+    assert smooth["clip_schedule"] == list(dd.AUTHORS_CLIP_SCHEDULE)
+    assert (plain["momentum"], plain["weight_decay"], plain["lr_decay"], plain["clip_schedule"]) == (0.0, 0.0, 1.0, [])
+    seen = []
+    real_sgd = torch.optim.SGD
+
+    def spy(params, **kw):
+        seen.append(kw)
+        return real_sgd(params, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.optim, "SGD", spy)
+        model = build_model({"arch": "convnet", "channels": [2], "norm": "instance"}, (1, 4, 4), 2)
+        out = dd.train_expert(model, x, y, {"epochs": 6, "batch_size": 10, "lr": 0.1}, seed=0, options=smooth)
+    # E = 6: decay after epoch 4 -> epoch 5 at 0.06, the optimiser rebuilt there
+    assert seen == [{"lr": 0.1, "momentum": 0.9, "weight_decay": 0.001}, {"lr": pytest.approx(0.06), "momentum": 0.9,
+                                                                         "weight_decay": 0.001}]
+    assert out["lr"].tolist() == pytest.approx([0.1] * 5 + [0.06])
+
+
+def test_clipping_loss_scales_the_first_expert_steps():
+    # one full-batch step of plain SGD: the step under factor 0.5 is half the unclipped one
+    x, y = torch.rand(8, 1, 4, 4), torch.arange(8) % 2
+    steps = []
+    for schedule in ([], [0.5]):
+        torch.manual_seed(0)
+        model = build_model({"arch": "convnet", "channels": [2], "norm": "instance"}, (1, 4, 4), 2)
+        traj = dd.train_expert(model, x, y, {"epochs": 1, "batch_size": 8, "lr": 0.1}, seed=0,
+                               options={"clip_schedule": schedule})["trajectory"]
+        steps.append(traj[1] - traj[0])
+    assert torch.allclose(steps[1], 0.5 * steps[0], atol=1e-7)
 
 
 def test_balance_factor_is_the_documented_log_weight():
@@ -55,14 +131,14 @@ def test_balance_factor_is_the_documented_log_weight():
     assert dd.balance_factor(0, 10) < dd.balance_factor(4, 10) < dd.balance_factor(5, 10) < dd.balance_factor(9, 10)
 
 
-def test_weight_perturbation_follows_w_plus_w_d_over_norm_d():
-    layout = [("w", torch.Size([2, 2])), ("b", torch.Size([2]))]
-    flat = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+def test_weight_perturbation_follows_w_plus_w_d_over_norm_d_on_convolution_weights_only():
+    layout = [("conv", torch.Size([1, 1, 2, 2])), ("b", torch.Size([2])), ("fc", torch.Size([1, 2]))]
+    flat = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])
     out = dd.perturb(flat, layout, torch.Generator().manual_seed(0))
-    d = torch.randn(2, 2, generator=torch.Generator().manual_seed(0))
-    w = flat[:4].view(2, 2)
-    assert torch.allclose(out[:4].view(2, 2), w + w * d / d.norm())
-    assert torch.equal(out[4:], flat[4:])  # biases untouched
+    d = torch.randn(1, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    w = flat[:4].view(1, 1, 2, 2)
+    assert torch.allclose(out[:4].view(1, 1, 2, 2), w + w * d / d.norm())
+    assert torch.equal(out[4:], flat[4:])  # biases and the linear weight untouched (the authors' ndim == 4)
 
 
 def _tiny_problem():
@@ -149,7 +225,7 @@ def test_expert_file_is_compact_and_loads_weights_only(tmp_path):
     model = build_model(spec, (1, 8, 8), 3)
     x, y = torch.rand(40, 1, 8, 8), torch.arange(40) % 3
     result = dd.train_expert(model, x, y, {"epochs": 3, "batch_size": 16, "lr": 0.1}, seed=0,
-                             clip_loss=True, grad_penalty=2.0)
+                             options={"clip_schedule": [0.5, 0.6], "grad_penalty": 2.0})
     assert result["trajectory"].shape == (4, sum(p.numel() for p in model.parameters()))
     assert torch.equal(result["trajectory"][-1], dd.flat_params(model))
     torch.save(dd.expert_payload(model, result, spec, (1, 8, 8), 3), tmp_path / "e.pt")
@@ -227,7 +303,45 @@ def test_schema_mirrors_the_switches_and_norms():
     config = yaml.safe_load((REPO / "config" / "studies" / "dataset_distillation.yaml").read_text())["dataset_distillation"]
     assert config["methods"]["random"] == {"method": "random"}  # the baseline: an ordinary entry
     assert not any(config["methods"]["mtt"][k] for k in dd.SWITCHES)  # plain MTT: all switches off
-    assert config["experts"]["sets"][config["methods"]["mtt"]["experts"]] == {"clip_loss": False, "grad_penalty": 0.0}
+    assert config["experts"]["sets"][config["methods"]["mtt"]["experts"]] == {
+        "momentum": 0.0, "weight_decay": 0.0, "lr_decay": 1.0, "clip_schedule": [], "grad_penalty": 0.0}
+
+
+def _section(**method):
+    cfg = yaml.safe_load((REPO / "config" / "studies" / "dataset_distillation.yaml").read_text())["dataset_distillation"]
+    cfg["methods"]["x"] = {**cfg["methods"]["mtt"], **method}
+    return cfg
+
+
+def test_inner_momentum_must_match_the_experts_optimiser():
+    from lifelearn.studies.dataset_distillation import check_section
+
+    check_section(_section())  # the shipped config is consistent
+    check_section(_section(experts="smooth", inner_momentum=True))
+    with pytest.raises(ValueError, match=r"methods\.x\.inner_momentum.*experts\.sets\.plain\.momentum"):
+        check_section(_section(inner_momentum=True))  # momentum inner loop on momentum-free experts
+    with pytest.raises(ValueError, match=r"methods\.x\.inner_momentum.*experts\.sets\.smooth\.momentum"):
+        check_section(_section(experts="smooth", inner_momentum=False))
+    with pytest.raises(ValueError, match=r"methods\.x\.experts"):
+        check_section(_section(experts="nope"))
+    cfg = _section()
+    cfg["experts"]["per_seed"] = cfg["experts"]["num"] + 1
+    with pytest.raises(ValueError, match=r"experts\.per_seed"):
+        check_section(cfg)
+    cfg = _section()
+    cfg["experts"]["train"]["momentum"] = 0.9
+    with pytest.raises(ValueError, match=r"experts\.train\.momentum"):
+        check_section(cfg)
+
+
+def test_each_seed_draws_its_own_experts_from_the_pool():
+    from lifelearn.studies.dataset_distillation import expert_draw
+
+    draws = [expert_draw(10, 5, s) for s in range(5)]
+    assert all(len(set(d)) == 5 and all(0 <= i < 10 for i in d) for d in draws)
+    assert draws[0] == expert_draw(10, 5, 0)  # seeded
+    assert len({tuple(d) for d in draws}) > 1  # seeds differ in their experts
+    assert expert_draw(4, 4, 3) == [0, 1, 2, 3]
 
 
 def test_synthetic_set_is_a_dataset_with_the_real_val_and_test(tmp_path):
@@ -257,3 +371,21 @@ def test_an_ipc_the_dataset_cannot_supply_is_named():
     with pytest.raises(ValueError, match=r"dataset_distillation.ipc: IPC 4 needs 4 training images per class.*"
                                          r"toy's training split has fewer for class\(es\) \{1: 3\}"):
         check_ipc(y, 4, 3, "toy")
+
+
+def test_plan_ablation_rows_run_their_seeds_without_control_and_the_main_rows_with_it():
+    from lifelearn.config import load_config
+    from lifelearn.jobs import Layout
+    from lifelearn.studies import dataset_distillation as study
+
+    cfg = load_config(REPO / "config")
+    jobs = {j.rule: j for j in study.jobs(cfg, Layout("default"))}
+    assert jobs["dd_distill_abl_weight_perturbation"].seeds == cfg["seeds"][:3]
+    assert jobs["dd_distill_mtt"].seeds == cfg["seeds"]
+    assert "seeds" not in jobs["dd_distill_abl_weight_perturbation"].spec["method_cfg"]
+    assert jobs["dd_evaluate_abl_weight_perturbation"].spec["evaluation"]["control_lr_grid"] == []
+    assert jobs["dd_evaluate_mtt"].spec["evaluation"]["control_lr_grid"] == cfg["dataset_distillation"]["evaluation"][
+        "control_lr_grid"]
+    assert len(jobs["dd_experts_smooth"].outputs["experts"]) == cfg["dataset_distillation"]["experts"]["num"]
+    assert jobs["dd_distill_mtt"].spec["experts_per_seed"] == cfg["dataset_distillation"]["experts"]["per_seed"]
+    assert "experts_per_seed" not in jobs["dd_distill_random"].spec  # the baseline reads no experts

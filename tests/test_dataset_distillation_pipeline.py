@@ -12,7 +12,7 @@ from conftest import experiment_runs, mlflow_client, planned_jobs
 
 pytestmark = pytest.mark.slow
 
-METHODS = ("random", "mtt", "smooth_mtt")
+METHODS = ("random", "mtt", "smooth_mtt", "abl_weight_perturbation")  # the smoke profile keeps one ablation row
 SEEDS = [0, 1]
 
 
@@ -25,7 +25,7 @@ def test_experts_synthetic_sets_and_metrics_are_written(pipeline):
 
     ckpt = pipeline / "checkpoints" / "smoke" / "dataset_distillation"
     for expert_set in ("plain", "smooth"):
-        for i in range(2):
+        for i in range(3):  # the smoke pool; each seed draws 2
             payload = torch.load(ckpt / "experts" / expert_set / f"expert{i}.pt", weights_only=True)
             assert all(t.shape[0] == 5 for t in payload["trajectory"].values())  # 4 epochs + init
     for method in METHODS:
@@ -46,6 +46,9 @@ def test_experts_synthetic_sets_and_metrics_are_written(pipeline):
     figures = pipeline / "results" / "smoke" / "report" / "figures"
     assert (figures / "dataset_distillation-synthetic-ipc1.png").exists()
     assert (figures / "dataset_distillation-matching-loss.png").exists()
+    assert "### Control: one fixed step size shared by every method" in readme and "### Ablation" in readme
+    meta = json.loads((ckpt / "synthetic" / "mtt_ipc1" / "seed1" / "meta.json").read_text())
+    assert len(meta["synthetic"]["experts"]) == 2  # seed 1's own draw from the pool of 3
 
 
 def test_mlflow_has_distillation_runs_with_the_synthetic_set(pipeline):

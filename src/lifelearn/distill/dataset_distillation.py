@@ -13,16 +13,21 @@ parameter vector) into the images and alpha, both updated by SGD with momentum 0
 The additions of Shen et al. 2023 ("Efficient Dataset Distillation through Alignment
 with Smooth and High-Quality Expert Trajectories"), each its own switch (all off =
 plain MTT):
-- smooth experts: clipping loss (CE x 0.5, 0.55, ..., 0.95 over epochs 0..9, then x 1)
-  and gradient penalty lambda * mean_i (||d CE_i / d x_i||_2 - 1)^2  (`train_expert`);
+- smooth experts (`train_expert`), as the authors' buffer.py trains them: SGD with momentum
+  0.9 and weight decay 1e-3, lr x `lr_decay` once after epoch E // 2 + 1 (the optimiser
+  rebuilt, as there), the CE multiplied by the clipping schedule over the first epochs and a
+  gradient penalty lambda * mean (||d sum(logits) / d x||_2 over channels - 1)^2
+  (`gradient_penalty`); plain experts as MTT's buffer.py: SGD, no momentum, no decay;
 - representative initialisation: per class, k-means (k = IPC) on the final expert's
   logits, the real sample of each cluster nearest its centre (`representative_init`);
 - balanced inner loss: CE x w(t), w(t) = log_5(t - h + 8) if t >= h else
   1 / log_5(h - t + 8), h = max_start_epoch // 2 (`balance_factor`);
 - intermediate matching: + the same normalised distance at the student steps
-  round(j N / M), j = 1..M-1, against theta*_{t+j}, averaged over j, weight 1;
-- weight perturbation: each weight tensor (ndim > 1) W <- W + W * d / ||d||_F,
-  d ~ N(0, I), on the student's start point;
+  (N // M) * j, j = 1..M-1, against theta*_{t+j}, summed with weight 1 (the authors'
+  --agg_middle_loss);
+- weight perturbation: each convolution weight (ndim 4; the authors' weightPerturb)
+  W <- W + W * d / ||d||_F, d ~ N(0, I), on the student's start point, and every matching
+  distance normalised by the distance from that perturbed start (their param_dist);
 - inner momentum: the unrolled SGD uses momentum 0.9 (v <- 0.9 v + g; theta <- theta - alpha v).
 
 The step size is learned as log(alpha) (always positive; `lr_lr` is a step on log alpha).
@@ -52,19 +57,36 @@ INNER_MOMENTUM = 0.9
 PERTURBATION_ALPHA = 1.0
 INTERMEDIATE_WEIGHT = 1.0
 PROGRESS_EVERY = 10  # iterations between saved distillation states (resume after a kill)
-CLIP_START, CLIP_STEP, CLIP_EPOCHS = 0.5, 0.05, 10
+# The clipping schedule of the authors' buffer.py at its last revision (22873a8): CE x these
+# factors over the first len(...) epochs, x 1 after. An earlier revision (207b2ef) used
+# 0.5, 0.5, 0.55, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9 and lr x 0.7; both are config keys.
+AUTHORS_CLIP_SCHEDULE = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 
 
 # --------------------------------------------------------------------------- experts
-def clip_factor(epoch: int) -> float:
-    """Clipping-loss schedule of the smooth experts: 0.5, 0.55, ..., 0.95 for epochs 0..9, then 1."""
-    return CLIP_START + CLIP_STEP * epoch if epoch < CLIP_EPOCHS else 1.0
+def clip_factor(epoch: int, schedule=AUTHORS_CLIP_SCHEDULE) -> float:
+    """Clipping-loss factor of epoch `epoch`: schedule[epoch] over the schedule, then 1
+    (an empty schedule = no clipping)."""
+    return float(schedule[epoch]) if epoch < len(schedule) else 1.0
 
 
-def gradient_penalty(per_sample_loss: torch.Tensor, x: torch.Tensor, lam: float) -> torch.Tensor:
-    """lam * mean_i (||d loss_i / d x_i||_2 - 1)^2; `x` must require grad (graph kept)."""
-    (grad,) = torch.autograd.grad(per_sample_loss.sum(), x, create_graph=True)
-    return lam * ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+def lr_at(epoch: int, lr: float, epochs: int, decay: float) -> float:
+    """Expert learning rate of epoch `epoch` (0-based): both reference buffer.py files test
+    `e in [E // 2 + 1]` after training epoch e and multiply lr by the decay there, so epochs
+    E // 2 + 2 .. E - 1 run at lr * decay (MTT: decay only with --decay, x0.1; Shen et al.: x0.6)."""
+    return lr * decay if epoch > epochs // 2 + 1 else lr
+
+
+def gradient_penalty(model: nn.Module, x: torch.Tensor, lam: float) -> torch.Tensor:
+    """Gradient penalty as the authors' utils.epoch_gp computes it (LAMBDA = 2):
+    g = d sum(model(x)) / d x on the clean batch (a second forward pass; the gradient of the
+    summed LOGITS, not of the CE), its L2 norm over dim 1 (the channels: one norm per pixel
+    for images; for flat inputs dim 1 is the whole sample), lam * mean((norm - 1)^2) over
+    batch and pixels. We use their form, not the paper's per-sample WGAN-GP wording, because
+    it is what produced the published trajectories; the graph is kept (create_graph)."""
+    x = x.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(model(x).sum(), x, create_graph=True)
+    return lam * ((grad.norm(p=2, dim=1) - 1) ** 2).mean()
 
 
 def flat_params(model: nn.Module) -> torch.Tensor:
@@ -87,17 +109,26 @@ def unflatten(flat: torch.Tensor, layout: list[tuple[str, torch.Size]]) -> dict[
 
 @phases.timed("training")
 def train_expert(model: nn.Module, x: torch.Tensor, y: torch.Tensor, train_cfg: dict, seed: int,
-                 clip_loss: bool = False, grad_penalty: float = 0.0,
-                 x_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None) -> dict:
+                 options: dict | None = None,
+                 x_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None, augment=None) -> dict:
     """Train one expert by SGD on (x, y); the flat parameters after every epoch.
 
+    `options` (an expert set of the config): momentum, weight_decay, lr_decay (applied as
+    `lr_at`; the optimiser is rebuilt there, momentum buffer reset, as both buffer.py files
+    do), clip_schedule (`clip_factor`; [] = off) and grad_penalty (lambda; 0 = off).
+    `augment` (a dsa.SiameseAugment or None): each real batch is augmented, seeded from the
+    expert's generator (both buffer.py files train experts with DSA); the gradient penalty
+    is taken on the clean batch, as the authors' epoch_gp does.
     Returns {"trajectory": (epochs + 1, P) tensor (row 0 = initialisation),
-    "train_loss": (epochs,), "val_acc": (epochs + 1,)}.
+    "train_loss": (epochs,), "val_acc": (epochs + 1,), "lr": (epochs,)}.
     """
-    opt = torch.optim.SGD(model.parameters(), lr=train_cfg["lr"], momentum=train_cfg.get("momentum", 0.0),
-                          weight_decay=train_cfg.get("weight_decay", 0.0))
+    o = {"momentum": 0.0, "weight_decay": 0.0, "lr_decay": 1.0, "clip_schedule": [], "grad_penalty": 0.0,
+         **(options or {})}
+    epochs, bs = train_cfg["epochs"], train_cfg["batch_size"]
     gen = torch.Generator().manual_seed(seed)
-    bs = train_cfg["batch_size"]
+
+    def make_opt(lr):
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=o["momentum"], weight_decay=o["weight_decay"])
 
     def val_acc() -> float:
         if x_val is None:
@@ -105,27 +136,34 @@ def train_expert(model: nn.Module, x: torch.Tensor, y: torch.Tensor, train_cfg: 
         with torch.no_grad():
             return (model(x_val).argmax(1) == y_val).float().mean().item()
 
-    traj, losses, accs = [flat_params(model)], [], [val_acc()]
-    steps = Progress(f"expert seed{seed} steps", train_cfg["epochs"] * math.ceil(len(y) / bs))
-    for epoch in range(train_cfg["epochs"]):
+    traj, losses, accs, lrs = [flat_params(model)], [], [val_acc()], []
+    lr = lr_at(0, train_cfg["lr"], epochs, o["lr_decay"])
+    opt = make_opt(lr)
+    steps = Progress(f"expert seed{seed} steps", epochs * math.ceil(len(y) / bs))
+    for epoch in range(epochs):
+        if lr_at(epoch, train_cfg["lr"], epochs, o["lr_decay"]) != lr:
+            lr = lr_at(epoch, train_cfg["lr"], epochs, o["lr_decay"])
+            opt = make_opt(lr)
         order = torch.randperm(len(y), generator=gen)
         total = 0.0
         for b in range(0, len(y), bs):
             idx = order[b:b + bs]
-            xb = x[idx].requires_grad_(grad_penalty > 0)
+            xb = x[idx] if augment is None else augment(x[idx], seed=int(torch.randint(2**31, (1,), generator=gen)))
             ce = F.cross_entropy(model(xb), y[idx], reduction="none")
-            loss = ce.mean() * (clip_factor(epoch) if clip_loss else 1.0)
-            if grad_penalty > 0:
-                loss = loss + gradient_penalty(ce, xb, grad_penalty)
+            loss = ce.mean() * clip_factor(epoch, o["clip_schedule"])
+            if o["grad_penalty"] > 0:
+                loss = loss + gradient_penalty(model, x[idx], o["grad_penalty"])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += ce.detach().sum().item()
             steps.update()
         losses.append(total / len(y))
+        lrs.append(lr)
         traj.append(flat_params(model))
         accs.append(val_acc())
-    return {"trajectory": torch.stack(traj), "train_loss": torch.tensor(losses), "val_acc": torch.tensor(accs)}
+    return {"trajectory": torch.stack(traj), "train_loss": torch.tensor(losses), "val_acc": torch.tensor(accs),
+            "lr": torch.tensor(lrs)}
 
 
 def expert_payload(model: nn.Module, result: dict, spec: dict, input_shape, num_classes: int) -> dict:
@@ -165,10 +203,11 @@ def balance_factor(start_epoch: int, max_start_epoch: int) -> float:
 
 
 def perturb(flat: torch.Tensor, layout, gen: torch.Generator, alpha: float = PERTURBATION_ALPHA) -> torch.Tensor:
-    """W <- W + alpha * W * d / ||d||_F for every weight tensor (ndim > 1), d ~ N(0, I)."""
+    """W <- W + alpha * W * d / ||d||_F, d ~ N(0, I), for every convolution weight (ndim 4),
+    as the authors' weightPerturb (`len(i.shape) == 4`); linear weights and biases are kept."""
     parts = []
     for (name, shape), w in zip(layout, torch.split(flat, [math.prod(s) for _, s in layout])):
-        if len(shape) > 1:
+        if len(shape) == 4:
             d = torch.randn(w.shape, generator=gen, dtype=w.dtype)
             w = w + alpha * w * d / d.norm()
         parts.append(w)
@@ -177,8 +216,10 @@ def perturb(flat: torch.Tensor, layout, gen: torch.Generator, alpha: float = PER
 
 def unroll(model: nn.Module, layout, start: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
            lr: torch.Tensor, steps: int, momentum: float = 0.0, loss_weight: float = 1.0,
-           batch_syn: int | None = None, gen: torch.Generator | None = None) -> list[torch.Tensor]:
-    """`steps` differentiable SGD steps from `start` on (x, y); every iterate (steps + 1 tensors)."""
+           batch_syn: int | None = None, gen: torch.Generator | None = None, augment=None) -> list[torch.Tensor]:
+    """`steps` differentiable SGD steps from `start` on (x, y); every iterate (steps + 1 tensors).
+    `augment` (DSA, or None): each step's synthetic batch is augmented differentiably, seeded
+    from `gen` (MTT's distill.py: DiffAugment on x inside the unrolled loop)."""
     params, velocity = [start], None
     n = len(y)
     for _ in range(steps):
@@ -187,6 +228,8 @@ def unroll(model: nn.Module, layout, start: torch.Tensor, x: torch.Tensor, y: to
         else:
             idx = torch.randperm(n, generator=gen)[:batch_syn]
             xb, yb = x[idx], y[idx]
+        if augment is not None:
+            xb = augment(xb, seed=int(torch.randint(2**31, (1,), generator=gen)))
         logits = functional_call(model, unflatten(params[-1], layout), (xb,))
         ce = F.cross_entropy(logits, yb) * loss_weight
         (grad,) = torch.autograd.grad(ce, params[-1], create_graph=True)
@@ -200,15 +243,15 @@ def trajectory_loss(params: list[torch.Tensor], traj: torch.Tensor, start_epoch:
     """Matching loss of the unrolled iterates against the expert trajectory.
 
     The final iterate is matched to theta*_{t+M}; with `intermediate`, the iterate at step
-    round(j N / M) is also matched to theta*_{t+j} (j = 1..M-1), mean over j, weight 1.
-    Distances are normalised by the distance of the (unperturbed) expert start theta*_t."""
-    expert_start = traj[start_epoch]
-    loss = matching_loss(params[-1], expert_start, traj[start_epoch + expert_epochs])
+    (N // M) * j is also matched to theta*_{t+j} (j = 1..M-1), each term added with weight 1
+    (the authors' distill.py, --agg_middle_loss). Every distance is normalised by the distance
+    from `start`, the point the student actually began from (the perturbed one under weight
+    perturbation: their param_dist uses starting_params after weightPerturb)."""
+    loss = matching_loss(params[-1], start, traj[start_epoch + expert_epochs])
     steps = len(params) - 1
-    if intermediate and expert_epochs > 1:
-        extra = [matching_loss(params[round(j * steps / expert_epochs)], expert_start, traj[start_epoch + j])
-                 for j in range(1, expert_epochs)]
-        loss = loss + INTERMEDIATE_WEIGHT * torch.stack(extra).mean()
+    for j in range(1, expert_epochs if intermediate else 1):
+        loss = loss + INTERMEDIATE_WEIGHT * matching_loss(params[(steps // expert_epochs) * j], start,
+                                                          traj[start_epoch + j])
     return loss
 
 
@@ -278,7 +321,7 @@ def load_progress(path: Path | None) -> dict | None:
 
 @phases.timed("training")
 def distill(model: nn.Module, trajectories: list[torch.Tensor], x_init: torch.Tensor, y_syn: torch.Tensor,
-            s: DistillSettings, seed: int, progress: Path | None = None) -> dict:
+            s: DistillSettings, seed: int, progress: Path | None = None, augment=None, clamp: bool = True) -> dict:
     """Optimise synthetic images (initialised at `x_init`) and log(alpha) by trajectory matching.
 
     `model` only supplies the architecture (its parameters are replaced by the expert's);
@@ -286,7 +329,8 @@ def distill(model: nn.Module, trajectories: list[torch.Tensor], x_init: torch.Te
     With `progress`, the whole state (images, step size, both optimisers, the sampling
     generator, the loss history) is saved there every PROGRESS_EVERY iterations, and a
     run finding that file continues from it: a killed job resumes where it stopped and
-    ends as an uninterrupted one would.
+    ends as an uninterrupted one would. `augment`: DSA in the inner loop (`unroll`); `clamp`:
+    project the images to [0, 1] after each update (off for ZCA-whitened images, as MTT).
     """
     max_start = min(s.max_start_epoch, min(len(t) for t in trajectories) - 1 - s.expert_epochs)
     if max_start < 1:
@@ -317,18 +361,19 @@ def distill(model: nn.Module, trajectories: list[torch.Tensor], x_init: torch.Te
         start = traj[t]
         if s.weight_perturbation:
             start = perturb(start, layout, gen)
-        start = start.clone().requires_grad_(True)
+        start = start.clone().requires_grad_(True)  # the student's start; the losses' normaliser
         weight = balance_factor(t, s.max_start_epoch) if s.balanced_loss else 1.0
         params = unroll(model, layout, start, x_syn, y_syn, log_lr.exp(), s.syn_steps, momentum, weight,
-                        s.batch_syn, gen)
-        loss = trajectory_loss(params, traj, t, s.expert_epochs, traj[t], s.intermediate_matching)
+                        s.batch_syn, gen, augment)
+        loss = trajectory_loss(params, traj, t, s.expert_epochs, start.detach(), s.intermediate_matching)
         opt_img.zero_grad(set_to_none=True)
         opt_lr.zero_grad(set_to_none=True)
         loss.backward()
         opt_img.step()
         opt_lr.step()
-        with torch.no_grad():
-            x_syn.clamp_(0.0, 1.0)
+        if clamp:
+            with torch.no_grad():
+                x_syn.clamp_(0.0, 1.0)
         history.append({"iteration": it, "loss": loss.item(), "lr": log_lr.exp().item(),
                         "expert": e, "start_epoch": t})
         if progress is not None and (it + 1) % PROGRESS_EVERY == 0 and it + 1 < s.iterations:

@@ -9,8 +9,9 @@ one job each per expert set or method (`run` dispatches on `job.step`):
   each synthetic set is written in the datasets' array format (x_train/y_train = the
   synthetic set, x/y_val and x/y_test copied from the real dataset, meta.json = the real one
   plus "lr" and "synthetic"), so any study can train on it.
-- `evaluate`: K fresh networks per synthetic set, trained by the Lightning classifier on the
-  synthetic train split alone; test accuracy of the LAST epoch.
+- `evaluate`: K fresh networks per synthetic set, trained on the synthetic train split alone
+  as MTT evaluates (its learned step size, SGD momentum 0.9, wd 5e-4, 1000 epochs); test
+  accuracy of the LAST epoch; plus the fixed-step-size control (`control_runs`).
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from lifelearn.data.arrays import DATASET_FILES
 from lifelearn.jobs import COMMON_CODE, LONG_CHAIN_PRIORITY, MODEL_EVALUATION, JobSpec, Layout
 
 STUDY = "dataset_distillation"
-CODE = ("studies/dataset_distillation.py", "distill/dataset_distillation.py", "models", "data", *COMMON_CODE)
+CODE = ("studies/dataset_distillation.py", "distill/dataset_distillation.py", "distill/dsa.py", "models", "data",
+        *COMMON_CODE)
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,85 @@ class Method:
 METHODS = {"random": Method(False), "mtt": Method(True)}  # a random real subset; trajectory matching
 
 
+def expert_draw(num: int, per_seed: int, seed: int) -> list[int]:
+    """The experts distillation seed `seed` matches: `per_seed` of the pool's `num`, drawn
+    without replacement by numpy's default_rng(seed), sorted. Seeds thus vary the experts
+    too (an interval over seeds includes expert variance); per_seed == num = the whole pool."""
+    import numpy as np
+
+    return sorted(int(i) for i in np.random.default_rng(seed).choice(num, per_seed, replace=False))
+
+
+def pipeline_keys(section: dict) -> dict:
+    """MTT's CIFAR pipeline switches every step reads: {"zca": bool, "dsa": strategy or False}."""
+    return {"zca": bool(section.get("zca", False)),
+            "dsa": section.get("dsa_strategy", "color_crop_cutout_flip_scale_rotate") if section.get("dsa") else False}
+
+
+def prepared(ds, keys: dict, real=None):
+    """(x_train, x_val, x_test, mean, std, augment) of `ds` under the pipeline keys: with `zca`,
+    the x arrays whitened by a ZCA fitted on the REAL train split (`real`, default ds itself)
+    and no further normalisation in the model (mean = std = None; the transform centres);
+    `augment`: the DSA (lifelearn.distill.dsa) or None."""
+    import torch
+
+    from lifelearn.distill import dsa
+
+    augment = dsa.build(bool(keys["dsa"]), keys["dsa"] or "", ds.input_shape[0]) if len(ds.input_shape) == 3 else None
+    if keys["dsa"] and augment is None:
+        raise ValueError(f"dataset_distillation.dsa: needs image inputs (C, H, W), got {tuple(ds.input_shape)}")
+    if not keys["zca"]:
+        return (*(torch.as_tensor(getattr(ds, f"x_{s}")) for s in ("train", "val", "test")), ds.mean, ds.std, augment)
+    from lifelearn.data.zca import whiten_splits
+
+    w = whiten_splits(ds, fit_on=None if real is None else real.x_train)
+    return w["train"], w["val"], w["test"], None, None, augment
+
+
+def method_seeds(config: dict, name: str) -> list[int]:
+    """The seeds of method entry `name`: the global seeds, or their first `seeds` for an
+    entry that sets it (the ablation rows, to bound their cost)."""
+    n = config[STUDY]["methods"][name].get("seeds")
+    return list(config["seeds"]) if n is None else list(config["seeds"])[:n]
+
+
+def check_section(section: dict) -> None:
+    """Config checks the schema cannot state; ValueError naming the keys.
+
+    - experts.per_seed <= experts.num;
+    - the expert optimiser is per expert set (experts.sets.<set>.momentum / weight_decay),
+      not in experts.train;
+    - a trajectory-matching method's inner loop imitates the optimiser of the experts it
+      matches: inner_momentum true (v <- 0.9 v + g) needs experts.sets.<set>.momentum 0.9,
+      false (plain SGD) needs momentum 0 (Shen et al.'s distill.py --mom 0.9 pairs with their
+      buffer.py SGDMOM 0.9; MTT's plain inner loop with its momentum-free experts).
+    """
+    from lifelearn.distill.dataset_distillation import INNER_MOMENTUM
+
+    experts = section["experts"]
+    if experts.get("per_seed", experts["num"]) > experts["num"]:
+        raise ValueError(f"dataset_distillation.experts.per_seed ({experts['per_seed']}) exceeds "
+                         f"dataset_distillation.experts.num ({experts['num']}), the pool it draws from")
+    for key in ("momentum", "weight_decay"):
+        if key in experts["train"]:
+            raise ValueError(f"dataset_distillation.experts.train.{key}: the expert optimiser is set per expert "
+                             f"set; use dataset_distillation.experts.sets.<set>.{key}")
+    for name, entry in section["methods"].items():
+        if entry.get("method") != "mtt":
+            continue
+        expert_set = entry["experts"]
+        if expert_set not in experts["sets"]:
+            raise ValueError(f"dataset_distillation.methods.{name}.experts: {expert_set!r} is not a name under "
+                             f"dataset_distillation.experts.sets ({', '.join(sorted(experts['sets']))})")
+        momentum = float(experts["sets"][expert_set]["momentum"])
+        inner = INNER_MOMENTUM if entry["inner_momentum"] else 0.0
+        if momentum != inner:
+            raise ValueError(
+                f"dataset_distillation.methods.{name}.inner_momentum is {entry['inner_momentum']} (inner-loop "
+                f"momentum {inner}) but dataset_distillation.experts.sets.{expert_set}.momentum is {momentum}: the "
+                f"inner loop must imitate the optimiser of the experts it matches")
+
+
 def synthetic_dir(layout: Layout, name: str, ipc: int, seed: int) -> str:
     """Where the synthetic set `<name>_ipc<ipc>` of `seed` lives (a dataset directory)."""
     return f"{layout.checkpoints}/{STUDY}/synthetic/{name}_ipc{ipc}/seed{seed}"
@@ -47,6 +128,7 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
     from lifelearn.studies import check_names
 
     section, seeds = config[STUDY], config["seeds"]
+    check_section(section)
     ipcs = [c["ipc"] for c in section["ipc"]]
     experts = {k: v for k, v in section["experts"].items() if k != "sets"}
     root = f"{layout.results}/{STUDY}"
@@ -55,13 +137,15 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
         return [f"{layout.checkpoints}/{STUDY}/experts/{expert_set}/expert{i}.pt" for i in range(experts["num"])]
 
     def seed_files(name, filename):
-        return [f"{root}/{name}_ipc{ipc}/seed{seed}/{filename}" for ipc in ipcs for seed in seeds]
+        return [f"{root}/{name}_ipc{ipc}/seed{seed}/{filename}" for ipc in ipcs for seed in method_seeds(config, name)]
 
     def synthetic_files(name):
-        return [f"{synthetic_dir(layout, name, ipc, seed)}/{f}" for ipc in ipcs for seed in seeds for f in DATASET_FILES]
+        return [f"{synthetic_dir(layout, name, ipc, seed)}/{f}" for ipc in ipcs for seed in method_seeds(config, name)
+                for f in DATASET_FILES]
 
     out = [JobSpec(STUDY, "experts", expert_set, f"dd_experts_{expert_set}",
-                   spec={"options": options, "experts": experts, "model": section["model"], "dataset": section["dataset"]},
+                   spec={"options": options, "experts": experts, "model": section["model"], "dataset": section["dataset"],
+                         **pipeline_keys(section)},
                    seeds=list(range(experts["num"])), code=CODE, datasets=(section["dataset"],),
                    outputs={"experts": expert_files(expert_set), "summary": [f"{root}/experts/{expert_set}/summary.json"]},
                    priority=LONG_CHAIN_PRIORITY, report={"extra": [f"{root}/experts/{expert_set}/summary.json"]})
@@ -69,18 +153,25 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
     for name, entry in section["methods"].items():
         check_names([entry["method"]], METHODS, f"dataset_distillation.methods.{name}.method")
         distills = METHODS[entry["method"]].distills
+        seeds = method_seeds(config, name)
         shared = {"dataset": section["dataset"], "model": section["model"], "expert_lr": experts["train"]["lr"]}
-        spec = shared | ({"ipc": section["ipc"], "distill": section["distill"]} if distills else {"ipc": [{"ipc": i} for i in ipcs]})
-        out.append(JobSpec(STUDY, "distill", name, f"dd_distill_{name}", spec=spec | {"method_cfg": entry}, seeds=seeds,
+        spec = shared | pipeline_keys(section) | ({"ipc": section["ipc"], "distill": section["distill"],
+                          "experts_per_seed": experts.get("per_seed", experts["num"])}
+                         if distills else {"ipc": [{"ipc": i} for i in ipcs]})
+        method_cfg = {k: v for k, v in entry.items() if k not in ("seeds", "ablation")}
+        out.append(JobSpec(STUDY, "distill", name, f"dd_distill_{name}", spec=spec | {"method_cfg": method_cfg}, seeds=seeds,
                            code=CODE, datasets=(section["dataset"],), priority=LONG_CHAIN_PRIORITY,
                            inputs={"experts": expert_files(entry["experts"])} if distills else {},
                            outputs={"synthetic": synthetic_files(name), "loss": seed_files(name, "loss.csv")},
                            report={"extra": seed_files(name, "loss.csv") + synthetic_files(name)}))
+        # ablation rows are judged on the learned-step-size protocol only: no control runs
+        evaluation = section["evaluation"] | ({"control_lr_grid": []} if entry.get("ablation") else {})
+        keys = pipeline_keys(section)
         out.append(JobSpec(STUDY, "evaluate", name, f"dd_evaluate_{name}", seeds=seeds,
-                           spec={"evaluation": section["evaluation"], "model": section["model"], "ipcs": ipcs},
-                           code=CODE + ("train", *MODEL_EVALUATION), inputs={"synthetic": synthetic_files(name)},
-                           outputs={"metrics": seed_files(name, "metrics.json"), "history": seed_files(name, "history.csv")},
-                           trainer=True))
+                           spec={"evaluation": evaluation, "model": section["model"], "ipcs": ipcs, **keys},
+                           datasets=(section["dataset"],) if keys["zca"] else (),  # ZCA is fitted on the real train split
+                           code=CODE + ("train/optim.py", *MODEL_EVALUATION), inputs={"synthetic": synthetic_files(name)},
+                           outputs={"metrics": seed_files(name, "metrics.json"), "history": seed_files(name, "history.csv")}))
     return out
 
 
@@ -114,11 +205,10 @@ def run_experts(job, paths) -> list:
     spec, data_dir = job.spec, paths.input("data")[0].parent
     train, options, model_spec = spec["experts"]["train"], spec["options"], spec["model"]
     ds = load_dataset(data_dir)
-    x, y = torch.as_tensor(ds.x_train), torch.as_tensor(ds.y_train)
-    xv, yv = torch.as_tensor(ds.x_val), torch.as_tensor(ds.y_val)
-    xt, yt = torch.as_tensor(ds.x_test), torch.as_tensor(ds.y_test)
+    x, xv, xt, mean, std, augment = prepared(ds, spec)
+    y, yv, yt = (torch.as_tensor(getattr(ds, f"y_{s}")) for s in ("train", "val", "test"))
     rows, records = [], []
-    params = {"model": model_spec, "train": train, **options}
+    params = {"model": model_spec, "train": train, **options, "zca": spec["zca"], "dsa": spec["dsa"]}
     data = DatasetRef.of(ds.name, data_dir)
     for i, path in zip(job.seeds, paths.output("experts")):
         tags = {"stage": "dd_experts", "method": job.name, "name": f"experts_{job.name}", "dataset": ds.name,
@@ -126,10 +216,9 @@ def run_experts(job, paths) -> list:
         with tracked_run(job.ctx, STUDY, f"experts/{job.name}/seed{i}", tags, {**params, "seed": i},
                          dataset=data) as run:
             torch.manual_seed(i)
-            model = build_model(model_spec, ds.input_shape, ds.num_classes, ds.mean, ds.std)
+            model = build_model(model_spec, ds.input_shape, ds.num_classes, mean, std)
             start = time.perf_counter()
-            result = dd.train_expert(model, x, y, train, seed=i, clip_loss=options["clip_loss"],
-                                     grad_penalty=options["grad_penalty"], x_val=xv, y_val=yv)
+            result = dd.train_expert(model, x, y, train, seed=i, options=options, x_val=xv, y_val=yv, augment=augment)
             seconds = time.perf_counter() - start
             payload = dd.expert_payload(model, result, model_spec, ds.input_shape, ds.num_classes)
             with atomic_path(path, suffix=".pt") as tmp:
@@ -206,7 +295,8 @@ def run_distill(job, paths) -> list:
         trajectories.append(traj)
     for ipc_cfg in spec["ipc"]:  # fail before any work or MLflow run
         dd.check_ipc(ds.y_train, ipc_cfg["ipc"], ds.num_classes, ds.name)
-    x, y = torch.as_tensor(ds.x_train), torch.as_tensor(ds.y_train)
+    x, _, _, mean, std, augment = prepared(ds, spec)
+    y = torch.as_tensor(ds.y_train)
     expert_md5s = [md5_file(p) for p in paths.input("experts")]
     synthetic = _by_ipc_seed([c["ipc"] for c in spec["ipc"]], job.seeds, [p.parent for p in paths.output("synthetic")])
     losses = _by_ipc_seed([c["ipc"] for c in spec["ipc"]], job.seeds, paths.output("loss"))
@@ -217,7 +307,10 @@ def run_distill(job, paths) -> list:
             name = f"{method}_ipc{ipc}"
             tags = {"stage": "dd_distill", "method": method, "name": name, "dataset": ds.name,
                     "model": spec["model"]["arch"], "seed": seed}
-            params = {"ipc": ipc_cfg, "method": entry, "distill": spec.get("distill", {}), "seed": seed}
+            drawn = expert_draw(len(trajectories), spec["experts_per_seed"], seed) if distills else []
+            seed_trajectories = [trajectories[i] for i in drawn]
+            params = {"ipc": ipc_cfg, "method": entry, "distill": spec.get("distill", {}), "seed": seed,
+                      "experts": drawn, "zca": spec["zca"], "dsa": spec["dsa"]}
             # keyed by everything the result depends on: a changed config, expert or data never resumes
             work = work_dir(synthetic[(ipc, seed)], params, expert_md5s, data.digest)
             run_file = work / "mlflow_run_id"
@@ -229,23 +322,24 @@ def run_distill(job, paths) -> list:
                 torch.manual_seed(seed)
                 init = "random_real"
                 if distills and entry["representative_init"]:
-                    final = trajectories[seed % len(trajectories)][-1]
-                    model = dd.expert_model(payload, ds.mean, ds.std)
+                    final = seed_trajectories[0][-1]
+                    model = dd.expert_model(payload, mean, std)
                     logits = dd.logits_at(model, final, x).numpy()
                     idx = dd.representative_init(logits, ds.y_train, ipc, ds.num_classes, seed)
-                    init = f"representative (k-means on expert {seed % len(trajectories)}'s final logits)"
+                    init = f"representative (k-means on expert {drawn[0]}'s final logits)"
                 else:
                     idx = dd.random_real_init(ds.y_train, ipc, ds.num_classes, seed)
                 start = time.perf_counter()
                 if not distills:
                     x_syn, lr, history = x[idx], spec["expert_lr"], []
                 else:
-                    model = dd.expert_model(payload, ds.mean, ds.std)
-                    result = dd.distill(model, trajectories, x[idx], y[idx], settings(spec, ipc_cfg, entry), seed,
-                                        progress=work / "progress.pt")
+                    model = dd.expert_model(payload, mean, std)
+                    result = dd.distill(model, seed_trajectories, x[idx], y[idx], settings(spec, ipc_cfg, entry), seed,
+                                        progress=work / "progress.pt", augment=augment, clamp=not spec["zca"])
                     x_syn, lr, history = result["x"], result["lr"], result["history"]
                 seconds = time.perf_counter() - start
                 about = {"method": method, "ipc": ipc, "seed": seed, "init": init, "init_indices": idx.tolist(),
+                         "experts": drawn, "zca": spec["zca"],
                          "iterations": len(history), "seconds": round(seconds, 3)}
                 target = write_synthetic(synthetic[(ipc, seed)], data_dir, x_syn.numpy(), y[idx].numpy(), lr, about)
                 with atomic_path(losses[(ipc, seed)], suffix=".csv") as tmp:
@@ -265,22 +359,64 @@ def run_distill(job, paths) -> list:
 
 
 # -------------------------------------------------------------------------- evaluation
-def train_on_synthetic(synthetic_dir, model_spec: dict, eval_cfg: dict, trainer_cfg: dict, seed: int) -> tuple[dict, list]:
-    """Train one fresh network on a synthetic set (ClassifierModule through
-    train.runner.train_and_test, validating every `val_every` epochs, without checkpoints
-    or logger) with the set's step size `lr` from meta.json and no augmentation (its
-    meta.json keeps the real set's); test accuracy and loss of the last epoch, its history."""
-    from lifelearn.data import load_dataset
-    from lifelearn.io import read_json
-    from lifelearn.train.module import ClassifierModule
-    from lifelearn.train.runner import train_and_test
+def train_on_synthetic(ds, model_spec: dict, train_cfg: dict, lr: float, seed: int, val_every: int = 1,
+                       arrays=None):
+    """Train one fresh network on the synthetic train split of `ds` alone, as MTT's
+    utils.evaluate_synset: SGD (train_cfg: momentum 0.9, weight decay 5e-4, batch 256,
+    lr x0.1 at the milestone) from step size `lr`, a plain PyTorch loop (at 10-100 images an
+    epoch is one step, and Lightning's per-epoch overhead would dominate 1000 epochs), no
+    augmentation; returns the LAST epoch's test and val metrics (never a selected epoch) and
+    the val history every `val_every` epochs. `arrays`: `prepared(...)` of the set (ZCA'd
+    x arrays, model normalisation, DSA on each training batch as MTT's evaluation); default
+    the set as stored with its own normalisation and no augmentation."""
+    import torch
+    from torch.nn import functional as F
 
-    ds = load_dataset(synthetic_dir)
-    lr = float(read_json(Path(synthetic_dir) / "meta.json")["lr"])
-    train_cfg = {**eval_cfg["train"], "lr": lr, "augment": "none"}
-    metrics, module = train_and_test(ds, model_spec, train_cfg, lambda model, _: ClassifierModule(model, train_cfg),
-                                     seed, trainer_cfg, val_every=eval_cfg.get("val_every", 1))
-    return metrics | {"lr": lr}, module.history
+    from lifelearn.evaluate.classification import evaluate_classifier
+    from lifelearn.models import build_model
+    from lifelearn.train.optim import build_optimizer, build_scheduler
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    x, xv, xt, mean, std, augment = arrays or (*(torch.as_tensor(getattr(ds, f"x_{s}")) for s in ("train", "val", "test")),
+                                               ds.mean, ds.std, None)
+    y, yv = torch.as_tensor(ds.y_train), torch.as_tensor(ds.y_val)
+    model = build_model(model_spec, ds.input_shape, ds.num_classes, mean, std)
+    cfg = {**train_cfg, "lr": float(lr)}
+    opt = build_optimizer(model.parameters(), cfg)
+    sched = build_scheduler(opt, cfg)
+    epochs, bs, history = cfg["epochs"], cfg["batch_size"], []
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(y), generator=gen)
+        for b in range(0, len(y), bs):
+            idx = order[b:b + bs]
+            xb = x[idx] if augment is None else augment(x[idx], seed=int(torch.randint(2**31, (1,), generator=gen)))
+            loss = F.cross_entropy(model(xb), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if sched is not None:
+            sched.step()
+        if (epoch + 1) % val_every == 0 or epoch + 1 == epochs:
+            model.eval()
+            val = evaluate_classifier(model, xv, yv, ds.num_classes, prefix="val")
+            history.append({"epoch": epoch, "train_loss": loss.item(), "val_acc": val["val_acc"],
+                            "val_loss": val["val_loss"], "lr": opt.param_groups[0]["lr"]})
+    model.eval()
+    metrics = evaluate_classifier(model, xt, torch.as_tensor(ds.y_test), ds.num_classes)
+    return metrics | {"val_acc": history[-1]["val_acc"], "lr": float(lr), "epochs": epochs}, history
+
+
+def control_runs(ds, model_spec: dict, ev: dict, seed: int, arrays=None) -> list[dict]:
+    """The fixed-step-size control: one network per step size of evaluation.control_lr_grid
+    (seed `seed`), its last-epoch val and test accuracy. The report picks, per IPC, the ONE
+    grid value with the highest mean val accuracy over every method and seed, and reports
+    every method's test accuracy at it, so no method can win only through its learned step
+    size (test accuracy is never used to choose)."""
+    return [{"lr": float(lr), **{k: m[k] for k in ("val_acc", "test_acc")}}
+            for lr in ev.get("control_lr_grid", [])
+            for m in [train_on_synthetic(ds, model_spec, ev["train"], lr, seed, ev.get("val_every", 1), arrays)[0]]]
 
 
 def run_evaluate(job, paths) -> list:
@@ -288,13 +424,17 @@ def run_evaluate(job, paths) -> list:
     metrics.json (test_acc = mean over the K networks, last epoch) and history.csv."""
     import numpy as np
 
+    from lifelearn.data import load_dataset
     from lifelearn.io import read_json
     from lifelearn.jobs import RunRecord
     from lifelearn.tracking import DatasetRef, tracked_run
     from lifelearn.train.runner import write_history
 
+    import torch
+
     spec, method = job.spec, job.name
     ev, model_spec = spec["evaluation"], spec["model"]
+    real = load_dataset(paths.input("data")[0].parent) if spec["zca"] else None
     synthetic = _by_ipc_seed(spec["ipcs"], job.seeds, [p.parent for p in paths.input("synthetic")])
     outputs = _by_ipc_seed(spec["ipcs"], job.seeds, zip(paths.output("metrics"), paths.output("history")))
     records = []
@@ -310,17 +450,25 @@ def run_evaluate(job, paths) -> list:
                              {"evaluation": ev, "model": model_spec, "ipc": ipc, "seed": seed},
                              dataset=DatasetRef.of(f"{ds_name}-{name}-seed{seed}", syn)) as run:
                 start = time.perf_counter()
+                ds = load_dataset(syn)
+                # the stored synthetic images are already whitened: only val/test and the fit need the real set
+                arrays = prepared(ds, spec, real=real)
+                if spec["zca"]:
+                    arrays = (torch.as_tensor(ds.x_train), *arrays[1:])
+                lr = float(read_json(syn / "meta.json")["lr"])
                 nets, history = [], []
                 for k in range(ev["networks"]):
-                    m, h = train_on_synthetic(syn, model_spec, ev, job.trainer, seed * 1000 + k)
+                    m, h = train_on_synthetic(ds, model_spec, ev["train"], lr, seed * 1000 + k, ev.get("val_every", 1),
+                                              arrays)
                     nets.append(m)
                     history += [{"network": k, **row} for row in h]
+                control = control_runs(ds, model_spec, ev, seed * 1000 + ev["networks"], arrays)
                 accs = [m["test_acc"] for m in nets]
                 metrics = {"test_acc": float(np.mean(accs)), "test_acc_networks": accs,
                            "test_acc_std_networks": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
                            "test_loss": float(np.mean([m["test_loss"] for m in nets])),
                            "val_acc": float(np.mean([m["val_acc"] for m in nets])), "ipc": ipc,
-                           "syn_lr": nets[0]["lr"], "networks": len(nets), "epochs": ev["train"]["epochs"],
+                           "syn_lr": lr, "networks": len(nets), "epochs": ev["train"]["epochs"], "control": control,
                            "train_seconds": round(time.perf_counter() - start, 3)}
                 record = RunRecord(STUDY, STUDY, name, method, seed, ds_name, model_spec["arch"], run.run_id,
                                    job.ctx.git_commit, metrics, {"synthetic_set": str(syn)})

@@ -1,0 +1,93 @@
+"""Dataset-distillation report: the shared control step size (chosen on val only), the
+control rows beside the claims' pairs, the ablation table; the evaluation loop as MTT's."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lifelearn.report.sections import dataset_distillation as sec
+
+
+def _rows(tmp_path, runs):
+    """runs: {(name, seed): (test_acc, [(lr, val, test), ...])} -> the results frame."""
+    rows = []
+    for (name, seed), (acc, control) in runs.items():
+        d = tmp_path / name / f"seed{seed}"
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps({"metrics": {"test_acc": acc, "control": [
+            {"lr": lr, "val_acc": v, "test_acc": t} for lr, v, t in control]}}))
+        rows.append({"name": name, "seed": seed, "test_acc": acc, "syn_lr": 0.01, "result_dir": str(d)})
+    return pd.DataFrame(rows)
+
+
+def test_the_control_step_size_is_chosen_on_val_over_all_methods_never_on_test(tmp_path):
+    # lr 0.1 has the best TEST accuracy everywhere but the worse mean val accuracy: 0.01 must be chosen
+    df = _rows(tmp_path, {
+        ("a_ipc1", 0): (0.5, [(0.01, 0.9, 0.2), (0.1, 0.5, 0.99)]),
+        ("b_ipc1", 0): (0.4, [(0.01, 0.3, 0.1), (0.1, 0.6, 0.99)]),  # b alone prefers 0.1; the mean over methods: 0.6 vs 0.55
+        ("a_ipc10", 0): (0.8, [(0.01, 0.1, 0.9), (0.1, 0.2, 0.1)]),
+    })
+    assert sec.control_choice(df) == {1: 0.01, 10: 0.1}
+    values = sec.control_values(df, {1: 0.01, 10: 0.1}).set_index("name")["test_acc"].to_dict()
+    assert values == {"a_ipc1": 0.2, "b_ipc1": 0.1, "a_ipc10": 0.1}
+
+
+def test_control_table_pairs_each_claim_under_both_protocols(tmp_path):
+    # learned: a beats b by 10 pp on both seeds; control: b beats a by 20 pp on both
+    runs = {}
+    for seed in (0, 1):
+        runs[("a_ipc1", seed)] = (0.6, [(0.01, 0.5, 0.3)])
+        runs[("b_ipc1", seed)] = (0.5, [(0.01, 0.5, 0.5)])
+    table = sec.control_table(_rows(tmp_path, runs), [{"id": "c1", "a": "a_ipc1", "b": "b_ipc1"}])
+    row = next(line for line in table.splitlines() if line.startswith("| c1"))
+    assert "+10.00 [+10.00, +10.00]" in row and "-20.00 [-20.00, -20.00]" in row and row.count("| 2 / 2 |") == 1
+
+
+def test_ablation_table_has_mtt_each_addition_and_all_paired_on_the_ablation_seeds(tmp_path):
+    methods = {"mtt": {"method": "mtt", "experts": "plain"},
+               "abl_weight_perturbation": {"method": "mtt", "experts": "plain", "weight_perturbation": True,
+                                           "ablation": True},
+               "smooth_mtt": {"method": "mtt", "experts": "smooth", "representative_init": True, "balanced_loss": True,
+                              "intermediate_matching": True, "weight_perturbation": True, "inner_momentum": True}}
+    runs = {("mtt_ipc1", s): (0.5 + 0.01 * s, []) for s in range(4)}  # seed 3 is not an ablation seed
+    runs |= {("smooth_mtt_ipc1", s): (0.3, []) for s in range(4)}
+    runs |= {("abl_weight_perturbation_ipc1", s): (0.6 + 0.01 * s, []) for s in range(3)}
+    table = sec.ablation_table(_rows(tmp_path, runs), methods)
+    lines = [line for line in table.splitlines() if line.startswith("| 1 |")]
+    assert [line.split(" | ")[1] for line in lines] == ["mtt", "abl_weight_perturbation", "smooth_mtt"]
+    assert "| 3 |" in lines[0]  # mtt on the 3 ablation seeds only
+    assert "+10.00 [+10.00, +10.00]" in lines[1] and "3 / 3" in lines[1]
+    assert "weight_perturbation; experts plain" in lines[1] and "| all |" in lines[2]
+
+
+class _Data:
+    """A tiny dataset object with the fields train_on_synthetic reads."""
+
+    def __init__(self):
+        g = torch.Generator().manual_seed(0)
+        self.x_train, self.y_train = torch.rand(6, 1, 4, 4, generator=g).numpy(), np.arange(6) % 2
+        self.x_val, self.y_val = self.x_train, self.y_train
+        self.x_test, self.y_test = self.x_train, self.y_train
+        self.input_shape, self.num_classes, self.mean, self.std = (1, 4, 4), 2, None, None
+
+
+def test_evaluation_trains_as_mtt_and_reports_the_last_epoch(monkeypatch):
+    from lifelearn.studies import dataset_distillation as study
+
+    seen = []
+    real_sgd = torch.optim.SGD
+    monkeypatch.setattr(torch.optim, "SGD", lambda params, **kw: seen.append(kw) or real_sgd(params, **kw))
+    train = {"epochs": 4, "batch_size": 256, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 0.0005,
+             "schedule": "multistep", "milestones": [3], "gamma": 0.1}
+    spec = {"arch": "convnet", "channels": [2], "norm": "instance"}
+    metrics, history = study.train_on_synthetic(_Data(), spec, train, 0.05, seed=0, val_every=2)
+    assert seen == [{"lr": 0.05, "momentum": 0.9, "weight_decay": 0.0005}]
+    assert [h["epoch"] for h in history] == [1, 3] and metrics["epochs"] == 4 and metrics["lr"] == 0.05
+    assert history[-1]["lr"] == pytest.approx(0.005)  # x0.1 after the milestone
+    assert metrics["val_acc"] == history[-1]["val_acc"]  # the last epoch, not the best
+    again, _ = study.train_on_synthetic(_Data(), spec, train, 0.05, seed=0, val_every=2)
+    assert again["test_acc"] == metrics["test_acc"]  # seeded
