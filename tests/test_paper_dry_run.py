@@ -31,7 +31,7 @@ DRY = ["--config", "profile=paper", "--configfile", "config/overrides/paper_dry_
 # switch, schedule kind, optimiser or dataset (the keys' names, at any depth).
 SIZE_KEYS = {"seeds", "threads", "checksums", "archive", "val_size", "cifar10", "cifar100",
              "width", "channels", "epochs", "milestones", "steps", "samples", "iterations", "targets",
-             "square_queries", "num", "ipc", "networks", "val_every", "every", "subset", "buffer",
+             "square_queries", "num", "per_seed", "ipc", "networks", "val_every", "every", "subset", "buffer",
              "fusion_hidden", "meta_batch_size", "grid"}
 
 
