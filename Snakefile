@@ -3,6 +3,9 @@
 # Config: config/config.yaml (global keys) + config/studies/<study>.yaml (one per study);
 # each study has its rules in workflow/rules/<study>.smk and its code in
 # src/lifelearn/studies/<study>.py.
+import sys
+import time
+
 from snakemake.utils import min_version
 
 from lifelearn.config import (
@@ -11,7 +14,7 @@ from lifelearn.config import (
     study_names,
     validate_config,
 )
-from lifelearn.data.version import recorded_md5
+from lifelearn.data.version import DOWNSTREAM_SKIPPED, prepared_since, recorded_md5
 from lifelearn.tracking import default_tracking_uri, ensure_store
 
 min_version("9.0")
@@ -44,9 +47,20 @@ def committed_data_version(dvc_file):
 include: "workflow/rules/common.smk"
 
 
+_STARTED = time.time()
+
+
 onstart:
     # Create the MLflow store once, before jobs write to it in parallel.
     ensure_store(default_tracking_uri("."))
+
+
+onsuccess:
+    # Snakemake issue #4166: after a data rerun, the next invocation plans the rest.
+    if _prepared := prepared_since(LOGS, _STARTED):
+        print(
+            DOWNSTREAM_SKIPPED.format(names=", ".join(_prepared)), file=sys.stderr
+        )
 
 
 include: "workflow/rules/data.smk"
@@ -61,6 +75,15 @@ include: "workflow/rules/report.smk"  # last: consumes REPORT_INPUTS
 
 
 check_data()  # after every study's rules: checks the datasets their jobs read
+
+
+rule prepared_data:
+    """The data stage alone: every dataset a job reads, and the data version. `make run`
+    runs it before the pipeline, so that a data rerun cannot hide the jobs below it whose
+    code or params changed (Snakemake issue #4166)."""
+    input:
+        [f"data/{name}/{f}" for name in sorted(USED_DATASETS) for f in DATASET_FILES],
+        rules.data_version.output,
 
 
 rule all:

@@ -186,3 +186,33 @@ def test_snakemake_plans_prepare_data_again_for_damaged_data(workflow_copy):
     meta = json.loads((data / "mnist1d" / "meta.json").read_text())
     (data / "mnist1d" / "meta.json").write_text(json.dumps({**meta, "source": "edited"}))
     assert planned_jobs(workflow_copy)["prepare_data"] == 2  # which one differs: data.dvc cannot say
+
+
+@pytest.mark.slow  # runs snakemake
+def test_the_data_stage_first_lets_a_code_change_below_a_data_rerun_be_planned(workflow_copy):
+    """Snakemake issue #4166: when prepare_data reruns, a job below it whose own code changed
+    is left out of the same invocation's plan (its data inputs are ancient()). `make run`
+    runs `prepared_data` first; after it the code change is planned. The onsuccess hook
+    says so when a run prepared data again."""
+    from conftest import snakemake
+
+    from lifelearn.data.version import prepared_since
+
+    teacher = "results/smoke/teachers/mnist1d_mlp/seed0/metrics.json"
+    snakemake(workflow_copy, "--cores", "1", teacher)
+
+    def plan(*targets):
+        return snakemake(workflow_copy, "-n", *targets).stdout
+
+    for part, comment in (("data/prepare.py", "# a data change\n"), ("studies/teachers.py", "# a teacher change\n")):
+        path = workflow_copy / "src" / "lifelearn" / part
+        path.write_text(path.read_text() + comment)
+    both = plan(teacher)
+    assert "prepare_data" in both
+    assert "pretrain_mnist1d_mlp" not in both, "Snakemake now plans it: #4166 is fixed, the data stage can go"
+    start = __import__("time").time()
+    staged = snakemake(workflow_copy, "--cores", "1", "prepared_data")
+    assert "prepare_data wrote" in staged.stderr and "issue #4166" in staged.stderr
+    assert "mnist1d" in prepared_since(workflow_copy / "logs" / "smoke", start)
+    after = plan(teacher)
+    assert "pretrain_mnist1d_mlp" in after and "prepare_data" not in after
