@@ -11,7 +11,7 @@ from conftest import edited, experiment_runs, mlflow_client, planned_jobs
 pytestmark = pytest.mark.slow
 
 METHODS = ["natural", "pgd_at", "trades", "ard", "rslad", "mtard", "mtard_no_ebb"]
-TUNED = ("ard", "mtard", "mtard_no_ebb", "trades", "rslad")  # each 2 points x 1 seed in smoke
+TUNED = ("pgd_at", "ard", "mtard", "mtard_no_ebb", "trades", "rslad")  # each 2 points x 1 seed in smoke
 SEEDS = [0, 1]
 
 
