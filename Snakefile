@@ -14,7 +14,8 @@ from lifelearn.config import (
     study_names,
     validate_config,
 )
-from lifelearn.data.version import DOWNSTREAM_SKIPPED, prepared_since, recorded_md5
+from lifelearn.data.version import recorded_md5
+from lifelearn.rerun import DOWNSTREAM_SKIPPED, prepared_since
 from lifelearn.tracking import default_tracking_uri, ensure_store
 
 min_version("9.0")

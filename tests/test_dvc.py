@@ -196,7 +196,7 @@ def test_the_data_stage_first_lets_a_code_change_below_a_data_rerun_be_planned(w
     says so when a run prepared data again."""
     from conftest import snakemake
 
-    from lifelearn.data.version import prepared_since
+    from lifelearn.rerun import prepared_since
 
     teacher = "results/smoke/teachers/mnist1d_mlp/seed0/metrics.json"
     snakemake(workflow_copy, "--cores", "1", teacher)
