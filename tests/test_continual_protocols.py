@@ -12,18 +12,11 @@ from torch import nn
 
 from lifelearn.continual.buffer import ReservoirBuffer
 from lifelearn.continual.strategies.er import ER
+from conftest import identity_head
 
 
 def _learner(model):
     return type("L", (), {"model": model, "ce": lambda self, o, y, t: F.cross_entropy(o, y)})()
-
-
-def _identity_head():
-    m = nn.Linear(2, 2)
-    with torch.no_grad():
-        m.weight.copy_(torch.eye(2))
-        m.bias.zero_()
-    return m
 
 
 # ---- ER's two reductions -------------------------------------------------------------------------
@@ -31,7 +24,7 @@ def _identity_head():
 def test_er_combines_current_and_replay_ce_as_configured(combine):
     # current: x = e0 (y 0), e1 (y 1) -> logits e0, e1: CE = log(1 + e^-1) each
     # replay:  x = (0, 2) (y 0)       -> logits (0, 2): CE = log(1 + e^2)
-    model = _identity_head()
+    model = identity_head()
     er = ER(buffer=1, replay_batch=1, combine=combine)
     er.buffer = ReservoirBuffer(1, torch.Generator().manual_seed(0))
     er.buffer.add(torch.tensor([[0.0, 2.0]]), torch.tensor([0]), torch.zeros(1, dtype=torch.long))
@@ -43,7 +36,7 @@ def test_er_combines_current_and_replay_ce_as_configured(combine):
 
 
 def test_er_without_replay_is_the_current_ce_and_an_unknown_combination_fails():
-    model = _identity_head()
+    model = identity_head()
     for combine in ("mean", "sum"):
         er = ER(buffer=4, replay_batch=2, combine=combine)
         er.buffer = ReservoirBuffer(4, torch.Generator().manual_seed(0))

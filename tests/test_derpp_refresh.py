@@ -18,6 +18,7 @@ from lifelearn.continual.strategies.derpp import DERpp
 from lifelearn.continual.template import ContinualLearner
 from lifelearn.data import Dataset
 from lifelearn.models import build_model
+from conftest import identity_head
 
 
 class _Learner:
@@ -28,14 +29,6 @@ class _Learner:
 
     def ce(self, out, y, t):
         return F.cross_entropy(out, y)
-
-
-def _identity_head():
-    m = nn.Linear(2, 2)
-    with torch.no_grad():
-        m.weight.copy_(torch.eye(2))
-        m.bias.zero_()
-    return m
 
 
 def _derpp_with(samples, alpha, beta):
@@ -52,7 +45,7 @@ def test_derpp_loss_is_ce_plus_alpha_mse_on_logits_plus_beta_ce_on_labels():
     # buffer: x1 = (1, -1), y1 = 1, z1 = (0, 0);  x2 = (2, 0), y2 = 0, z2 = (2, 1);
     # each draw takes both (replay_batch = buffer size; the means do not depend on the order):
     # MSE = mean of (1, 1, 0, 1) = 0.75;  CE = (log(1 + e^2) + log(1 + e^-2)) / 2
-    model = _identity_head()
+    model = identity_head()
     d = _derpp_with([([1.0, -1.0], 1, [0.0, 0.0]), ([2.0, 0.0], 0, [2.0, 1.0])], alpha=0.5, beta=2.0)
     x, y, t = torch.zeros(1, 2), torch.tensor([0]), torch.zeros(1, dtype=torch.long)
     loss = d.batch_loss(_Learner(model), x, y, t, x, model(x)).item()
@@ -64,7 +57,7 @@ def test_derpp_loss_is_ce_plus_alpha_mse_on_logits_plus_beta_ce_on_labels():
 def test_derpp_draws_its_two_terms_independently():
     # buffer of 2, draws of 1: the MSE sample and the CE sample are separate draws, so over
     # many steps all four (MSE sample, CE sample) pairs occur
-    model = _identity_head()
+    model = identity_head()
     d = _derpp_with([([1.0, 0.0], 0, [5.0, 0.0]), ([0.0, 1.0], 1, [0.0, 0.0])], alpha=1.0, beta=0.0)
     d.replay_batch = 1
     x, y = torch.zeros(1, 2), torch.tensor([0])
@@ -81,7 +74,7 @@ def test_derpp_draws_its_two_terms_independently():
 
 
 def test_derpp_without_buffer_is_the_ce_and_stores_the_logits_of_the_loss_forward():
-    model = _identity_head()
+    model = identity_head()
     d = DERpp(buffer=4, replay_batch=2, alpha=0.3, beta=0.7)
     d.buffer = ReservoirBuffer(4, torch.Generator().manual_seed(0))
     x, y, t = torch.tensor([[1.0, 3.0]]), torch.tensor([1]), torch.zeros(1, dtype=torch.long)
