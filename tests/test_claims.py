@@ -153,3 +153,12 @@ def test_the_papers_effect_is_resolvable_only_at_or_above_the_mde_by_hand():
     assert large["paper_resolvable"] is True and large["paper_seeds_needed"] == seeds_needed(1.2, 1.0)
     assert "| **no** (+0.5; needs 34 seeds) |" in claims_section([small])
     assert evaluate_claim(claim(), df)["paper_resolvable"] is None
+
+
+def test_identical_results_on_every_seed_are_named_in_the_note():
+    same = evaluate_claim(claim(), frame({"A": A, "B": A}))
+    assert (same["verdict"], same["mean_diff"], same["ci_low"], same["ci_high"]) == ("inconclusive", 0.0, 0.0, 0.0)
+    assert "exactly +0 on every seed" in same["note"] and "identical values" in same["note"]
+    shifted = evaluate_claim(claim(), frame({"A": {s: v + 0.5 for s, v in A.items()}, "B": A}))
+    assert "exactly +0.5 on every seed" in shifted["note"] and "identical" not in shifted["note"]
+    assert "every seed" not in evaluate_claim(claim(), frame({"A": A, "B": B}))["note"]

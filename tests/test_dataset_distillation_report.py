@@ -91,3 +91,29 @@ def test_evaluation_trains_as_mtt_and_reports_the_last_epoch(monkeypatch):
     assert metrics["val_acc"] == history[-1]["val_acc"]  # the last epoch, not the best
     again, _ = study.train_on_synthetic(_Data(), spec, train, 0.05, seed=0, val_every=2)
     assert again["test_acc"] == metrics["test_acc"]  # seeded
+
+
+def _synthetic_rows(tmp_path, sets):
+    """sets: {name: x array (10 classes x 1 image)} -> frame rows pointing at stored synthetic sets."""
+    rows = []
+    for name, x in sets.items():
+        syn, res = tmp_path / "syn" / name, tmp_path / "res" / name
+        syn.mkdir(parents=True)
+        res.mkdir(parents=True)
+        np.save(syn / "x_train.npy", x.astype(np.float32))
+        np.save(syn / "y_train.npy", np.arange(10))
+        (res / "metrics.json").write_text(json.dumps({"synthetic_set": str(syn)}))
+        rows.append({"name": name, "seed": 0, "result_dir": str(res)})
+    return pd.DataFrame(rows)
+
+
+def test_synthetic_figure_puts_the_compared_methods_first_and_says_when_values_leave_0_1(tmp_path):
+    names = ["abl_b_ipc1", "smooth_mtt_ipc1", "abl_a_ipc1", "random_ipc1", "mtt_ipc1"]
+    assert sec._figure_order(names) == ["random_ipc1", "mtt_ipc1", "smooth_mtt_ipc1", "abl_a_ipc1", "abl_b_ipc1"]
+    rng = np.random.default_rng(0)
+    plain = _synthetic_rows(tmp_path / "plain", {n: rng.uniform(0, 1, (10, 1, 4, 4)) for n in names})
+    text = sec.synthetic_figure(plain, tmp_path / "out", 1)
+    assert (tmp_path / "out" / "figures" / "dataset_distillation-synthetic-ipc1.png").exists()
+    assert "0 (white) to 1 (black)" in text and "own value range" not in text
+    whitened = _synthetic_rows(tmp_path / "zca", {"mtt_ipc1": rng.normal(0, 2, (10, 1, 4, 4))})
+    assert "own value range" in sec.synthetic_figure(whitened, tmp_path / "out2", 1)

@@ -164,6 +164,10 @@ def evaluate_claim(claim: dict, results: pd.DataFrame) -> dict:
     mean, low, high = paired_interval(diffs)
     own = "inconclusive" if low is None else verdict(low, high, spec["margin"], spec["direction"])
     notes = [note] + (["only 1 seed: no interval possible"] if low is None else [])
+    if len(diffs) > 1 and np.ptp(diffs) <= 1e-12:
+        same = abs(diffs[0]) <= 1e-12
+        notes.append(f"A - {label} is exactly {diffs[0]:+.4g} on every seed (zero-width interval)"
+                     + (f": A and {label} give identical values, so there is no effect to resolve" if same else ""))
     return out | _robustness(diffs, spec, own) | {
         "n": len(seeds), "seeds": [int(s) for s in seeds], "mean_a": float(a.mean()),
         "mean_b": float(np.mean(base)), "mean_diff": mean, "ci_low": low, "ci_high": high,

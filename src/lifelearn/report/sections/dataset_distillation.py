@@ -150,28 +150,44 @@ def image_grid(x: np.ndarray, y: np.ndarray, num_classes: int) -> np.ndarray:
     return grid
 
 
-def synthetic_figure(df: pd.DataFrame, out_dir: Path, ipc: int) -> str:
+def _figure_order(names) -> list[str]:
+    """The compared methods first (random, mtt, smooth_mtt), then the ablation rows by name."""
+    first = [n for m in ("random", "mtt", "smooth_mtt") for n in names if _method(n) == m]
+    return first + sorted(n for n in names if n not in first)
+
+
+def synthetic_figure(df: pd.DataFrame, out_dir: Path, ipc: int, columns: int = 4) -> str:
     import matplotlib.pyplot as plt
 
     sub = df[df["name"].map(_ipc) == ipc]
-    names = sorted(sub["name"].unique())
+    names = _figure_order(sub["name"].unique())
     seed = int(sub["seed"].min())
+    cols = min(columns, len(names))
+    rows = -(-len(names) // cols)
     aspect = min(ipc, 10) / 10  # grid height / width for 10 classes, as drawn
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2 * aspect + 0.9), squeeze=False)
-    for ax, name in zip(axes[0], names):
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, (3.4 * aspect + 0.9) * rows), squeeze=False)
+    scaled = False
+    for ax, name in zip(axes.flat, names):
         row = sub[(sub["name"] == name) & (sub["seed"] == seed)].iloc[0]
         syn = Path(read_json(Path(row["result_dir"]) / "metrics.json")["synthetic_set"])
         x, y = load_npy(syn / "x_train.npy"), load_npy(syn / "y_train.npy")
-        ax.imshow(image_grid(x, y, int(y.max()) + 1), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(_method(name), fontsize="small")
+        # ZCA-whitened sets (zca: true) leave [0, 1]: drawn on their own range, said in the caption
+        lo, hi = (0.0, 1.0) if x.min() >= 0 and x.max() <= 1 else (float(x.min()), float(x.max()))
+        scaled |= (lo, hi) != (0.0, 1.0)
+        ax.imshow(image_grid(x, y, int(y.max()) + 1), cmap="gray_r", vmin=lo, vmax=hi, interpolation="nearest")
+        ax.set_title(_method(name), fontsize="medium")
         ax.set_xlabel("class 0 ... 9", fontsize="small")
         ax.set_xticks([])
         ax.set_yticks([])
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
     rel = f"figures/dataset_distillation-synthetic-ipc{ipc}.png"
     _save(fig, out_dir / rel)
-    return figure(rel, f"Synthetic sets at IPC {ipc}, seed {seed}: one column per class, pixel values 0 (white) "
-                       f"to 1 (black); `random` is the real subset every method starts from unless "
-                       f"representative initialisation is on")
+    scale = ("each set on its own value range (ZCA-whitened values leave [0, 1])" if scaled
+             else "pixel values 0 (white) to 1 (black)")
+    return figure(rel, f"Synthetic sets at IPC {ipc}, seed {seed}: one column per class, {scale}; `random` is the "
+                       f"real subset every method starts from unless representative initialisation is on; then "
+                       f"`mtt`, `smooth_mtt` and the ablation rows")
 
 
 def loss_figure(df: pd.DataFrame, out_dir: Path) -> str:
