@@ -64,8 +64,9 @@ def _mtard_jobs(jobs):
 
 
 def _with_sweep(*methods):
-    """The jobs of tuned smoke methods: two candidates, the selection, the final job."""
-    return {f"mtard_{m}{suffix}" for m in methods for suffix in ("", "_tune0", "_tune1", "_select")}
+    """The jobs of tuned smoke methods: the sweep of two candidates (one job:
+    tuning.candidates_per_job 0), the selection, the final job."""
+    return {f"mtard_{m}{suffix}" for m in methods for suffix in ("", "_tune0", "_select")}
 
 
 def test_mtard_hyperparameter_reruns_only_the_mtard_student_its_sweep_and_the_report(pipeline):

@@ -80,13 +80,14 @@ def test_a_tuned_method_runs_with_the_value_its_sweep_chose_on_val(pipeline):
 
 def test_tgeo_hyperparameter_reruns_only_tgeo_its_sweep_and_the_report(pipeline):
     override = {"profiles": {"smoke": {"tgeo_kd": {"methods": {"tgeo": {"fusion_hidden": 8}}}}}}
-    assert planned_jobs(pipeline, override) == {"tgeo_kd_tgeo_tune0": 1, "tgeo_kd_tgeo_tune1": 1,
-                                                "tgeo_kd_tgeo_select": 1, "tgeo_kd_tgeo": 1, **REPORT_ONLY}
+    assert planned_jobs(pipeline, override) == {"tgeo_kd_tgeo_tune0": 1, "tgeo_kd_tgeo_select": 1,
+                                                "tgeo_kd_tgeo": 1, **REPORT_ONLY}
 
 
-def test_one_grid_value_reruns_only_its_candidate_the_selection_and_the_final_runs(pipeline):
+def test_one_grid_value_reruns_only_its_sweep_the_selection_and_the_final_runs(pipeline):
+    """The smoke grid's two candidates are one sweep job (tuning.candidates_per_job 0)."""
     override = {"profiles": {"smoke": {"tgeo_kd": {"methods": {"kd": {"tune": {"grid": {"alpha": [0.5, 0.7]}}}}}}}}
-    assert planned_jobs(pipeline, override) == {"tgeo_kd_kd_tune1": 1, "tgeo_kd_kd_select": 1, "tgeo_kd_kd": 1,
+    assert planned_jobs(pipeline, override) == {"tgeo_kd_kd_tune0": 1, "tgeo_kd_kd_select": 1, "tgeo_kd_kd": 1,
                                                 **REPORT_ONLY}
 
 
@@ -98,8 +99,8 @@ def test_the_configured_value_of_a_tuned_key_reruns_no_training(pipeline):
 
 def test_kd_hyperparameter_outside_the_grid_reruns_only_kd_and_the_report(pipeline):
     override = {"tgeo_kd": {"methods": {"kd": {"tau": 3.0}}}}  # the smoke grid tunes alpha only
-    assert planned_jobs(pipeline, override) == {"tgeo_kd_kd_tune0": 1, "tgeo_kd_kd_tune1": 1,
-                                                "tgeo_kd_kd_select": 1, "tgeo_kd_kd": 1, **REPORT_ONLY}
+    assert planned_jobs(pipeline, override) == {"tgeo_kd_kd_tune0": 1, "tgeo_kd_kd_select": 1, "tgeo_kd_kd": 1,
+                                                **REPORT_ONLY}
 
 
 def test_shared_student_setting_reruns_every_method(pipeline):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,18 +71,54 @@ def _make_job(spec, seeds, out_name, step, rule):
 
 def test_plan_gives_candidates_a_selection_and_a_final_job_reading_it():
     spec = {"train": {"epochs": 20}, "method_cfg": {"alpha": 0.9, "tau": 4.0, "tune": TUNE | {"epochs": 5}}}
-    jobs = tuning.plan("s_kd", "kd", spec, ("method_cfg",), [0, 1], "s.methods.kd", _make_job, "r/tuning")
+    jobs = tuning.plan("s_kd", "kd", spec, ("method_cfg",), [0, 1], "s.methods.kd", _make_job, "r/tuning", per_job=1)
     assert [j.rule for j in jobs] == ["s_kd_tune0", "s_kd_tune1", "s_kd_tune2", "s_kd_tune3", "s_kd_select", "s_kd"]
-    cand = jobs[3]
-    assert cand.step == "tune" and cand.seeds == [3] and cand.spec["train"]["epochs"] == 5
-    assert cand.spec["method_cfg"] == {"alpha": 0.9, "tau": 4.0} and cand.spec["tuning"]["index"] == 3
-    assert cand.report_inputs() == {} and cand.outputs["metrics"] == ["r/tuning/kd/c3/seed3/metrics.json"]
+    [cand] = jobs[3].spec["candidates"]
+    assert jobs[3].step == tuning.SWEEP and jobs[3].seeds == [3] and cand["train"]["epochs"] == 5
+    assert cand["method_cfg"] == {"alpha": 0.9, "tau": 4.0} and cand["tuning"]["index"] == 3
+    assert jobs[3].report_inputs() == {} and jobs[3].outputs == {"c3_metrics": ["r/tuning/kd/c3/seed3/metrics.json"]}
     select = jobs[4]
     assert select.inputs["candidates"] == [f"r/tuning/kd/c{i}/seed3/metrics.json" for i in range(4)]
     final = jobs[5]
     assert final.seeds == [0, 1] and final.spec["train"]["epochs"] == 20
     assert final.spec["method_cfg"] == {"alpha": tuning.TUNED, "tau": tuning.TUNED}  # no default leaks in
     assert final.inputs["selection"] == ["r/tuning/kd/selection.json"]
+
+
+@pytest.mark.parametrize("per_job, groups", [(0, [[0, 1, 2, 3]]), (3, [[0, 1, 2], [3]]), (4, [[0, 1, 2, 3]])])
+def test_sweep_jobs_hold_per_job_candidates_each_with_its_own_outputs(per_job, groups):
+    """tuning.candidates_per_job: 0 puts the whole grid in one job; each candidate keeps its
+    own outputs (c<i>_<key>), and sweep_candidates gives back each one's job and paths."""
+    from lifelearn.jobs import Job, Paths
+
+    spec = {"train": {"epochs": 20}, "method_cfg": {"alpha": 0.9, "tau": 4.0, "tune": TUNE}}
+    jobs = tuning.plan("s_kd", "kd", spec, ("method_cfg",), [0], "s.methods.kd", _make_job, "r/tuning", per_job)
+    sweeps = [j for j in jobs if j.step == tuning.SWEEP]
+    assert [j.rule for j in sweeps] == [f"s_kd_tune{j}" for j in range(len(groups))]
+    assert [[c["tuning"]["index"] for c in j.spec["candidates"]] for j in sweeps] == groups
+    single = {j.spec["candidates"][0]["tuning"]["index"]: j for j in tuning.plan(
+        "s_kd", "kd", spec, ("method_cfg",), [0], "s.methods.kd", _make_job, "r/tuning", 1) if j.step == tuning.SWEEP}
+    for sweep in sweeps:
+        job = Job(sweep.study, sweep.step, sweep.name, sweep.spec, sweep.seeds, ctx=None)
+        paths = Paths({"data": ["d"]}, {k: [Path(f) for f in v] for k, v in sweep.outputs.items()})
+        for cand_job, cand_paths in tuning.sweep_candidates(job, paths):
+            i = cand_job.spec["tuning"]["index"]
+            alone = single[i]
+            assert cand_job.step == "tune" and [cand_job.spec] == alone.spec["candidates"]
+            assert cand_paths.outputs == {"metrics": [Path(f"r/tuning/kd/c{i}/seed3/metrics.json")]}
+            assert cand_paths.inputs == {"data": ["d"]} and tuning.run_name(cand_job) == f"tuning/kd/c{i}"
+    with pytest.raises(ValueError, match="tuning.candidates_per_job: 0"):
+        tuning.plan("s_kd", "kd", spec, ("method_cfg",), [0], "s.methods.kd", _make_job, "r/tuning", -1)
+
+
+def test_sweep_candidates_must_read_the_same_inputs():
+    def make_job(spec, seeds, out_name, step, rule):  # a grid key that changes an input: refused
+        return JobSpec("s", step, "kd", rule, spec=spec, seeds=seeds, inputs={"t": [f"t{spec['method_cfg']['tau']}"]},
+                       outputs={"metrics": [f"r/{out_name}/metrics.json"]})
+
+    spec = {"train": {"epochs": 2}, "method_cfg": {"alpha": 0.9, "tau": 4.0, "tune": TUNE}}
+    with pytest.raises(ValueError, match="s_kd_tune1: tuning candidates of one sweep differ in inputs"):
+        tuning.plan("s_kd", "kd", spec, ("method_cfg",), [0], "s.methods.kd", make_job, "r/tuning")
 
 
 def test_plan_without_a_tune_block_is_the_one_job_unchanged():
@@ -152,9 +189,10 @@ def _teacher(data_dir, path):
                ds.num_classes)
 
 
-def _sweep(out, data_dir, teacher, ctx):
-    """tgeo_kd's kd, tuned over 2 alphas x 1 seed, then its final job, run in this process
-    on `data_dir` with outputs under `out`. Returns the planned jobs."""
+def _sweep(out, data_dir, teacher, ctx, per_job=0):
+    """tgeo_kd's kd, tuned over 2 alphas x 1 seed (`per_job` candidates a job), then its
+    final job, run in this process on `data_dir` with outputs under `out`. Returns the
+    planned jobs."""
     from conftest import run_job
     from lifelearn.data.arrays import DATASET_FILES
 
@@ -163,6 +201,7 @@ def _sweep(out, data_dir, teacher, ctx):
     cfg["tgeo_kd"] |= {"dataset": "digits", "seeds": [0], "methods": {"kd": {"alpha": 0.9, "tau": 4.0, "tune": {
         "grid": {"alpha": [0.1, 0.9]}, "metric": "val_acc", "seeds": [0]}}}}
     cfg["claims"] = []
+    cfg["tuning"] = {"candidates_per_job": per_job}
     jobs = study("tgeo_kd").jobs(cfg, Layout("smoke"))
     for job in jobs:
         inputs = {k: [out / p for p in v] for k, v in job.inputs.items()} | {
@@ -176,13 +215,13 @@ def test_a_sweep_selects_on_val_and_a_poisoned_test_split_changes_nothing(tmp_pa
     teacher = tmp_path / "teacher.pt"
     _teacher(digits_dir, teacher)
     jobs = _sweep(tmp_path / "clean", digits_dir, teacher, run_ctx)
-    assert [j.step for j in jobs] == ["tune", "tune", "select", "train"]
-    selection = json.loads((tmp_path / "clean" / jobs[2].outputs["selection"][0]).read_text())
+    assert [j.step for j in jobs] == [tuning.SWEEP, "select", "train"]
+    selection = json.loads((tmp_path / "clean" / jobs[1].outputs["selection"][0]).read_text())
     assert selection["split"] == "val" and len(selection["scores"]) == 2
     assert selection["chosen"] == selection["points"][tuning.select(selection["scores"])]
-    candidate = json.loads((tmp_path / "clean" / jobs[0].outputs["metrics"][0]).read_text())["metrics"]
+    candidate = json.loads((tmp_path / "clean" / jobs[0].outputs["c0_metrics"][0]).read_text())["metrics"]
     assert "val_acc" in candidate and not any(k.startswith("test_") for k in candidate)
-    final = json.loads((tmp_path / "clean" / jobs[3].outputs["metrics"][0]).read_text())["metrics"]
+    final = json.loads((tmp_path / "clean" / jobs[2].outputs["metrics"][0]).read_text())["metrics"]
     assert 0 <= final["test_acc"] <= 1
 
     poisoned_data = tmp_path / "poisoned-data"
@@ -197,8 +236,19 @@ def test_a_sweep_selects_on_val_and_a_poisoned_test_split_changes_nothing(tmp_pa
     (poisoned_data / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(RuntimeError, match="shape"):  # the final job does read test: the poison is real
         _sweep(tmp_path / "poisoned", poisoned_data, teacher, run_ctx)
-    again = json.loads((tmp_path / "poisoned" / jobs[2].outputs["selection"][0]).read_text())
+    again = json.loads((tmp_path / "poisoned" / jobs[1].outputs["selection"][0]).read_text())
     assert again["scores"] == selection["scores"] and again["chosen"] == selection["chosen"]
+
+    # the same candidates, each in a job of its own: the same validation scores, bit for bit
+    alone = _sweep(tmp_path / "alone", digits_dir, teacher, run_ctx, per_job=1)
+    assert [j.step for j in alone] == [tuning.SWEEP, tuning.SWEEP, "select", "train"]
+    single = json.loads((tmp_path / "alone" / alone[2].outputs["selection"][0]).read_text())
+    assert single["scores"] == selection["scores"] and single["chosen"] == selection["chosen"]
+    for i in range(2):
+        one, grouped = ({k: v for k, v in json.loads(
+            (tmp_path / d / f"results/smoke/tgeo_kd/tuning/kd/c{i}/seed0/metrics.json").read_text())["metrics"].items()
+            if not k.endswith("_seconds")} for d in ("alone", "clean"))  # all but the wall times
+        assert one == grouped and len(one) > 5
 
 
 def test_a_choice_at_the_edge_of_its_grid_is_flagged():

@@ -10,15 +10,24 @@ A method entry (`tgeo_kd.methods.<m>`, `mtard.methods.<m>`, `continual.runs.<r>`
       seeds: [3]             # the seeds each candidate trains (the budget's second factor)
       epochs: 20             # each candidate's training epochs (default: the entry's own)
 
-`plan` turns such an entry into jobs: one `tune` job per grid point (rule `<rule>_tune<i>`),
-which trains on the train split with the test split not even loaded (`data.load_dataset(...,
-splits=TUNING_SPLITS)`) and records the validation metrics; one `select` job (`<rule>_select`)
+`plan` turns such an entry into jobs: the candidates, one per grid point, each training on
+the train split with the test split not even loaded (`data.load_dataset(..., splits=
+TUNING_SPLITS)`) and recording the validation metrics; one `select` job (`<rule>_select`)
 writing selection.json (every point's validation scores, the chosen point, the budget) and
 grouping the candidates' MLflow runs under one sweep run; and the method's final job, which
 reads selection.json and runs with the chosen values (`selected_spec`; its own spec holds
-TUNED for each grid key). A candidate's params are the entry with its point applied, so
-editing one grid value reruns only the candidates it changes, the selection, the final job
-and the report; editing a grid key's configured value reruns nothing.
+TUNED for each grid key). Editing a grid key's configured value reruns nothing.
+
+Candidates per job (config key `tuning.candidates_per_job`, `candidates_per_job`): the
+`sweep` job `<rule>_tune<j>` trains candidates j*n .. j*n+n-1 one after another in one
+process (`run_sweep`), each with its own MLflow runs, checkpoints and metrics.json, exactly
+as a job of its own would (a candidate's results do not depend on its neighbours: every
+seed seeds its own generators). 0 (the default profile) puts a method's whole grid in one
+job: at embedded scale a job's fixed cost (interpreter, imports, MLflow store) is several
+times a candidate's training (issue 16). 1 (the paper profile) gives each candidate its own
+job, so a cluster runs them side by side. A job's params are its candidates' specs (each
+the entry with its point applied), so editing one grid value reruns the jobs holding the
+candidates it changes, the selection, the final job and the report.
 
 Selection: the mean over the tuning seeds of `metric`; ties go to the first point in grid
 order (the grid's keys in their config order, the last key varying fastest). The budget of a
@@ -33,6 +42,7 @@ import math
 from typing import Callable
 
 TUNING_SPLITS = ("train", "val")  # what a tuning job loads: never the test split
+SWEEP = "sweep"  # the step of a job training one or more candidates (each run as step "tune")
 SELECTION_FILE = "selection.json"
 TUNED = "tuned"  # a final job's value of a grid key: the selection's choice replaces it
 CODE = ("tuning.py",)
@@ -96,10 +106,16 @@ def select(scores: list[list[float]], mode: str = "max") -> int:
     return max(finite, key=lambda i: (sign * means[i], -i))
 
 
+def candidates_per_job(config: dict) -> int:
+    """Config key `tuning.candidates_per_job`: candidates one sweep job trains (0: all)."""
+    return int((config.get("tuning") or {}).get("candidates_per_job", 0))
+
+
 def plan(rule: str, name: str, spec: dict, entry_path: tuple[str, ...], seeds: list, where: str,
-         make_job: Callable, selection_dir: str) -> list:
-    """The jobs of one method: its candidates and selection when its entry has a `tune`
-    block, then its final job; without one, just the final job, the entry unchanged.
+         make_job: Callable, selection_dir: str, per_job: int = 0) -> list:
+    """The jobs of one method: its sweep jobs (`per_job` candidates each, 0: all in one) and
+    selection when its entry has a `tune` block, then its final job; without one, just the
+    final job, the entry unchanged.
 
     `spec[entry_path]` is the method's entry; `make_job(spec, seeds, out_name, step, rule)`
     builds the study's JobSpec for a configuration (its inputs and outputs under `out_name`).
@@ -119,8 +135,7 @@ def plan(rule: str, name: str, spec: dict, entry_path: tuple[str, ...], seeds: l
     for i, point in enumerate(grid):
         cand = apply_point(base, entry_path, point)
         cand = cand | {"train": {**cand["train"], "epochs": b["epochs"]}, "tuning": {"index": i, "point": point}}
-        job = make_job(cand, b["seeds"], f"tuning/{name}/c{i}", "tune", f"{rule}_tune{i}")
-        candidates.append(replace(job, report={}))  # the report reads the selection, not the candidates
+        candidates.append(make_job(cand, b["seeds"], f"tuning/{name}/c{i}", "tune", f"{rule}_tune{i}"))
     selection = f"{selection_dir}/{name}/{SELECTION_FILE}"
     select_spec = {"where": where, "grid": tune["grid"], "points": grid, "metric": tune["metric"],
                    "mode": tune.get("mode", "max"), "budget": b}
@@ -133,7 +148,48 @@ def plan(rule: str, name: str, spec: dict, entry_path: tuple[str, ...], seeds: l
     final_spec = apply_point(base, entry_path, dict.fromkeys(tune["grid"], TUNED))
     final = make_job(final_spec, seeds, name, "train", rule)
     final = replace(final, inputs={**final.inputs, "selection": [selection]})
-    return [*candidates, select_job, final]
+    return [*sweep_jobs(candidates, per_job, rule), select_job, final]
+
+
+def sweep_jobs(candidates: list, per_job: int, rule: str) -> list:
+    """The candidates' JobSpecs grouped `per_job` to a job (0: all): job j is rule
+    `<rule>_tune<j>`, step SWEEP, its spec {"candidates": [each candidate's spec]}, its
+    outputs each candidate's as `c<i>_<key>` (i: the grid index); the candidates share
+    their inputs, datasets and code (the grid sets hyper-parameters only)."""
+    from dataclasses import replace
+
+    if per_job < 0:
+        raise ValueError(f"tuning.candidates_per_job: 0 (all in one job) or a positive count, got {per_job}")
+    size = per_job or len(candidates)
+    jobs = []
+    for j, start in enumerate(range(0, len(candidates), size)):
+        group = candidates[start:start + size]
+        first = group[0]
+        for other in group[1:]:
+            for attr in ("inputs", "datasets", "code", "trainer", "seeds"):
+                if getattr(other, attr) != getattr(first, attr):
+                    raise ValueError(f"{other.rule}: tuning candidates of one sweep differ in {attr} "
+                                     "(a grid key must not change what a job reads)")
+        outputs = {f"c{c.spec['tuning']['index']}_{key}": files for c in group for key, files in c.outputs.items()}
+        jobs.append(replace(first, step=SWEEP, rule=f"{rule}_tune{j}", outputs=outputs,
+                            spec={"candidates": [c.spec for c in group]},
+                            report={}))  # the report reads the selection, not the candidates
+    return jobs
+
+
+def sweep_candidates(job, paths) -> list[tuple]:
+    """The (job, paths) of each candidate of a sweep job: step `tune`, the candidate's spec,
+    the job's inputs and the candidate's own outputs (the `c<i>_` prefix removed)."""
+    from dataclasses import replace
+
+    from lifelearn.jobs import Paths
+
+    out = []
+    for spec in job.spec["candidates"]:
+        prefix = f"c{spec['tuning']['index']}_"
+        outputs = {k[len(prefix):]: v for k, v in paths.outputs.items() if k.startswith(prefix)}
+        out.append((replace(job, step="tune", spec=spec), Paths(paths.inputs, outputs)))
+    return out
 
 
 def _get(spec: dict, path: tuple[str, ...]):

@@ -72,14 +72,23 @@ def run_job(job, paths) -> list:
     its seed runs nested under one MLflow parent run per configuration, each parent getting
     the mean, std and 95% interval over seeds of its records' metrics (as does the parent of the seed runs a step adds metrics to, such
     as the continual evaluation's). A tuning sweep's `select` step is the same for every
-    study (lifelearn.tuning.run_select)."""
-    from lifelearn.tracking import log_seed_aggregates, parent_runs
+    study (lifelearn.tuning.run_select); a `sweep` job runs its tuning candidates one after
+    another (lifelearn.tuning.sweep_candidates)."""
+    from lifelearn import tuning
 
     verify_inputs(paths)
     if job.step == "select":
-        from lifelearn.tuning import run_select
+        return tuning.run_select(job, paths)
+    if job.step == tuning.SWEEP:  # its candidates one after another, each as a job of its own
+        return [r for candidate in tuning.sweep_candidates(job, paths) for r in run_configuration(*candidate)]
+    return run_configuration(job, paths)
 
-        return run_select(job, paths)
+
+def run_configuration(job, paths) -> list:
+    """One configuration's `run(job, paths)`: its seed runs under one MLflow parent run,
+    which gets the seeds' aggregates."""
+    from lifelearn.tracking import log_seed_aggregates, parent_runs
+
     with parent_runs(job.ctx, parents_state(job, paths), job.name) as ctx:
         records = study(job.study).run(replace(job, ctx=ctx), paths)
         log_seed_aggregates(ctx.tracking_uri, records)

@@ -75,7 +75,7 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
         spec, shared = tuning.borrowed_selection(runs, name, run, (), f"continual.runs.{name}",
                                                  f"{layout.results}/{STUDY}/tuning")
         planned = tuning.plan(f"continual_{name}", name, spec, (), seeds, f"continual.runs.{name}", make_job,
-                              f"{layout.results}/{STUDY}/tuning")
+                              f"{layout.results}/{STUDY}/tuning", tuning.candidates_per_job(config))
         if shared:  # the final job reads the selection of the run it controls
             planned[-1] = replace(planned[-1], inputs={**planned[-1].inputs, "selection": [shared]})
         out += planned

@@ -97,7 +97,8 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
                            datasets=(section["dataset"],), inputs=teachers, trainer=True, priority=LONG_CHAIN_PRIORITY)
 
         out += tuning.plan(f"mtard_{name}", name, method_spec(section, name), ("method",), section["seeds"],
-                           f"mtard.methods.{name}", make_job, f"{layout.results}/{STUDY}/tuning")
+                           f"mtard.methods.{name}", make_job, f"{layout.results}/{STUDY}/tuning",
+                           tuning.candidates_per_job(config))
     return out
 
 

@@ -73,7 +73,8 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
 
     return [job for method, cfg in section["methods"].items()
             for job in tuning.plan(f"tgeo_kd_{method}", method, shared | {"method_cfg": cfg}, ("method_cfg",), seeds,
-                                   f"tgeo_kd.methods.{method}", make_job(method), f"{layout.results}/{STUDY}/tuning")]
+                                   f"tgeo_kd.methods.{method}", make_job(method), f"{layout.results}/{STUDY}/tuning",
+                                   tuning.candidates_per_job(config))]
 
 
 def check_tuning(config: dict, section: dict) -> None:
