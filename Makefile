@@ -47,6 +47,7 @@ benchmark: setup
 	$(BIN)/python benchmarks/mtard_epoch_cost.py
 	$(BIN)/python benchmarks/tgeo_kd_epoch_cost.py
 	$(BIN)/python benchmarks/continual_cost.py
+	$(BIN)/python benchmarks/warm_start.py
 	$(BIN)/python benchmarks/pipeline_cost.py
 
 # Version data/ and this profile's checkpoints with DVC and push them to the default remote.

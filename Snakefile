@@ -8,6 +8,8 @@ import time
 
 from snakemake.utils import min_version
 
+from lifelearn import warm
+
 from lifelearn.config import (
     resolve_profile,
     study_config_files,
@@ -51,17 +53,27 @@ include: "workflow/rules/common.smk"
 _STARTED = time.time()
 
 
+_WARM = []  # the fork server of this run's study jobs (lifelearn.warm), when started
+
+
 onstart:
     # Create the MLflow store once, before jobs write to it in parallel.
     ensure_store(default_tracking_uri("."))
+    if config.get("warm_jobs", True):
+        _WARM[:] = warm.start()
 
 
 onsuccess:
+    warm.stop(*(_WARM or [None, None]))
     # Snakemake issue #4166: after a data rerun, the next invocation plans the rest.
     if _prepared := prepared_since(LOGS, _STARTED):
         print(
             DOWNSTREAM_SKIPPED.format(names=", ".join(_prepared)), file=sys.stderr
         )
+
+
+onerror:
+    warm.stop(*(_WARM or [None, None]))
 
 
 include: "workflow/rules/data.smk"

@@ -128,3 +128,20 @@ def test_the_phase_split_sums_per_rule_study_and_stage_and_a_job_without_one_sta
     assert "<td>continual/evaluate</td>" in page and "startup_s" in page
     with pytest.raises(ValueError, match="by: 'seed'"):
         cost_table(jobs, studies, by="seed")
+
+
+def test_a_warm_jobs_own_cpu_time_and_memory_are_added_to_its_glues(tmp_path):
+    """lifelearn.warm: the job ran in a child of the server, outside the process tree
+    Snakemake's benchmark measures; its phases file carries its CPU time and max RSS."""
+    from lifelearn.pipeline_cost import read_benchmarks
+
+    bench(tmp_path / "continual_a.tsv", (10.0, 40.0, 0.5))
+    bench(tmp_path / "continual_b.tsv", (10.0, 300.0, 9.0))
+    split(tmp_path / "continual_a.phases.json", 0.01, training=8.0)
+    split(tmp_path / "continual_b.phases.json", 4.0, training=4.0)
+    for name, warm in (("continual_a", True), ("continual_b", False)):
+        path = tmp_path / f"{name}.phases.json"
+        path.write_text(json.dumps(json.loads(path.read_text()) | {"cpu_s": 7.5, "max_rss_mb": 250.0, "warm": warm}))
+    jobs = read_benchmarks(tmp_path).set_index("job")
+    assert jobs.loc["continual_a", ["cpu_s", "max_rss_mb"]].tolist() == [8.0, 250.0]  # 0.5 + 7.5; max(40, 250)
+    assert jobs.loc["continual_b", ["cpu_s", "max_rss_mb"]].tolist() == [9.0, 300.0]  # cold: the benchmark's own

@@ -86,10 +86,14 @@ def timed(name: str):
 
 
 def startup_seconds() -> float:
-    """Wall seconds from this process's creation (the OS's record, psutil) to now."""
-    import psutil
+    """Wall seconds from this process's creation (the OS's record, psutil) to now; in a
+    warm child (lifelearn.warm), from its glue process's creation."""
+    created = os.environ.get("LIFELEARN_JOB_CREATED")
+    if not created:
+        import psutil
 
-    return max(time.time() - psutil.Process().create_time(), 0.0)
+        created = psutil.Process().create_time()
+    return max(time.time() - float(created), 0.0)
 
 
 def phases_path(profile: str, rule: str, root: str | os.PathLike = ".") -> Path:
@@ -116,7 +120,18 @@ def job_phases(path: str | os.PathLike | None, rule: str, startup_s: float | Non
             write_split(path, {"rule": rule, "status": status, "startup_s": round(startup, 4),
                                "phases": {k: round(v, 4) for k, v in split.items()},
                                "job_s": round(sum(split.values()), 4),
-                               "loaded": [m for m in HEAVY_MODULES if m in sys.modules]})
+                               "loaded": [m for m in HEAVY_MODULES if m in sys.modules], **process_usage()})
+
+
+def process_usage() -> dict:
+    """This process's CPU seconds (user + system) and max RSS (MB), and whether it is a
+    warm child (lifelearn.warm: forked by the server, so Snakemake's benchmark of the job,
+    which measures the glue process, does not include it)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"cpu_s": round(usage.ru_utime + usage.ru_stime, 4), "max_rss_mb": round(usage.ru_maxrss / 1024, 1),
+            "warm": os.environ.get("LIFELEARN_WARM_CHILD") == "1"}
 
 
 def write_split(path: str | os.PathLike, record: dict) -> None:

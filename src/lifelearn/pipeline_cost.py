@@ -22,13 +22,14 @@ from lifelearn.phases import PHASE_SUFFIX, PHASES
 
 PIPELINE = "pipeline"  # the study of the rules no study plans (data, report, cost)
 PHASE_COLUMNS = ["startup_s", *(f"{name}_s" for name in PHASES)]
+WARM_USAGE = ("cpu_s", "max_rss_mb")  # what a warm job's phases file adds to its benchmark (lifelearn.warm)
 JOB_COLUMNS = ["rule", "job", "wall_s", "cpu_s", "max_rss_mb", *PHASE_COLUMNS]
 TABLE_COLUMNS = ["jobs", "wall_s", "max_wall_s", "cpu_s", "max_rss_mb", *PHASE_COLUMNS]
 
 
 def rule_studies(config: dict, stage: bool = False) -> dict[str, str]:
     """{rule name: study} of every job the config plans; with `stage`, {rule: <study>/<step>}
-    (its stage: e.g. continual/train, continual/evaluate, mtard/tune)."""
+    (its stage: e.g. continual/train, continual/evaluate, mtard/sweep)."""
     from lifelearn.jobs import Layout
     from lifelearn.studies import study
 
@@ -48,8 +49,9 @@ def read_phases(directory: str | Path) -> pd.DataFrame:
         split = record.get("phases", {})
         rows.append({"job": path.relative_to(directory).as_posix().removesuffix(PHASE_SUFFIX),
                      "startup_s": float(record["startup_s"]),
-                     **{f"{name}_s": float(split.get(name, 0.0)) for name in PHASES}})
-    return pd.DataFrame(rows, columns=["job", *PHASE_COLUMNS])
+                     **{f"{name}_s": float(split.get(name, 0.0)) for name in PHASES},
+                     **{f"warm_{k}": record[k] if record.get("warm") else 0.0 for k in WARM_USAGE}})
+    return pd.DataFrame(rows, columns=["job", *PHASE_COLUMNS, *(f"warm_{k}" for k in WARM_USAGE)])
 
 
 def read_benchmarks(directory: str | Path, rules=None) -> pd.DataFrame:
@@ -69,7 +71,12 @@ def read_benchmarks(directory: str | Path, rules=None) -> pd.DataFrame:
                      "wall_s": float(last["s"]), "cpu_s": float(last["cpu_time"]),
                      "max_rss_mb": float(last["max_rss"])})
     jobs = pd.DataFrame(rows, columns=[c for c in JOB_COLUMNS if c not in PHASE_COLUMNS])
-    return jobs.merge(read_phases(directory), on="job", how="left")[JOB_COLUMNS]
+    jobs = jobs.merge(read_phases(directory), on="job", how="left")
+    # a warm job's work ran in a child of lifelearn.warm's server, outside the process tree
+    # Snakemake's benchmark measures (the glue): its own CPU time and RSS come from its phases file
+    jobs["cpu_s"] += jobs["warm_cpu_s"].fillna(0.0)
+    jobs["max_rss_mb"] = jobs[["max_rss_mb", "warm_max_rss_mb"]].max(axis=1)
+    return jobs[JOB_COLUMNS]
 
 
 def cost_table(jobs: pd.DataFrame, studies: dict[str, str], by: str = "study") -> pd.DataFrame:

@@ -213,3 +213,27 @@ def write_report(config: dict, metric_paths, history_paths, data_version_path,
     readme = out_dir / "README.md"
     write_text(readme, text)
     return readme
+
+
+def run_snakemake_report(smk) -> None:
+    """The body of the `report` rule (workflow/scripts/report.py, directly or in a warm
+    child, lifelearn.warm): write the report and record it as an MLflow run of its own; the
+    job's wall time split into phases beside its benchmark file (lifelearn.phases;
+    start-up: until here)."""
+    from lifelearn.io import output_to
+    from lifelearn.phases import job_phases, phases_path
+    from lifelearn.tracking import RunContext, tracked_run
+
+    with job_phases(phases_path(smk.config["profile"], smk.rule), smk.rule), output_to(smk.log[0]):
+        config = smk.params.config
+        out_dir = Path(smk.output.readme).parent
+        readme = write_report(config, smk.input.metrics, smk.input.history, smk.input.data_version, out_dir,
+                              smk.output.captions)
+        data_version = read_json(smk.input.data_version).get("committed_md5") or "none"
+        ctx = RunContext.for_job(config["profile"], data_version, rule=smk.rule)
+        with tracked_run(ctx, "report", f"report/{config['profile']}", {"stage": "report"},
+                         {"claims": len(config["claims"])}) as run:
+            run.log_artifact(readme)
+            run.log_artifact(smk.output.claims)
+            for figure in sorted(Path(smk.output.figures).glob("*.png")):
+                run.log_artifact(figure, "figures")
