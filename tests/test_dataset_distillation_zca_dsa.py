@@ -103,3 +103,36 @@ def test_gradients_reach_the_synthetic_images_through_dsa_in_the_inner_loop():
 def test_unknown_transform_is_named():
     with pytest.raises(ValueError, match="dsa_strategy: unknown transform 'blur'"):
         SiameseAugment("flip_blur", 1)
+
+
+def test_a_saved_zca_whitens_exactly_as_the_fit_it_came_from(tmp_path):
+    from lifelearn.data.zca import load_zca, save_zca
+
+    x = _correlated(300, 4)
+    fitted = fit_zca(x, eps=1e-3)
+    save_zca(tmp_path / "zca.pt", fitted)
+    loaded = load_zca(tmp_path / "zca.pt")
+    assert loaded.fitted and loaded.eps == 1e-3
+    assert torch.equal(loaded(x), fitted(x)) and torch.equal(loaded.inverse_transform(x), fitted.inverse_transform(x))
+    assert torch.equal(whiten_splits(_Splits(), zca=loaded)["test"], fitted(_Splits().x_test))
+
+
+@pytest.mark.parametrize("zca", [True, False])
+def test_one_dd_zca_job_fits_the_whitening_every_dd_job_reads(zca):
+    """zca: true plans dd_zca (fitted once on the real train split) as an input of every
+    experts, distill and evaluate job; without it there is no such job."""
+    from lifelearn.config import load_config
+    from lifelearn.jobs import Layout
+    from lifelearn.studies import dataset_distillation as study
+
+    cfg = load_config("config", "paper")
+    cfg["dataset_distillation"]["zca"] = zca
+    jobs = study.jobs(cfg, Layout("paper"))
+    fits = [j for j in jobs if j.step == "zca"]
+    if not zca:
+        assert not fits and not any("zca" in j.inputs for j in jobs)
+        return
+    [fit] = fits
+    assert fit.rule == "dd_zca" and fit.datasets == ("cifar10",)
+    assert fit.outputs["zca"] == ["checkpoints/paper/dataset_distillation/zca/cifar10.pt"]
+    assert all(j.inputs["zca"] == fit.outputs["zca"] for j in jobs if j is not fit)

@@ -33,9 +33,30 @@ def fit_zca(x_train: torch.Tensor, eps: float = MTT_EPS):
     return _FITTED[key]
 
 
-def whiten_splits(ds, eps: float = MTT_EPS, fit_on=None) -> dict[str, torch.Tensor]:
-    """{"train", "val", "test"}: the dataset's x arrays whitened by a ZCA fitted on `fit_on`
-    (default: ds.x_train; a synthetic set passes the REAL train split it was distilled from)."""
-    zca = fit_zca(ds.x_train if fit_on is None else fit_on, eps)
+def whiten_splits(ds, eps: float = MTT_EPS, fit_on=None, zca=None) -> dict[str, torch.Tensor]:
+    """{"train", "val", "test"}: the dataset's x arrays whitened by `zca` (a fitted
+    transform, e.g. load_zca's) or else by a ZCA fitted on `fit_on` (default: ds.x_train;
+    a synthetic set passes the REAL train split it was distilled from)."""
+    zca = zca if zca is not None else fit_zca(ds.x_train if fit_on is None else fit_on, eps)
     with torch.no_grad():
         return {s: zca(torch.as_tensor(getattr(ds, f"x_{s}"), dtype=torch.float32)) for s in ("train", "val", "test")}
+
+
+def save_zca(path, zca) -> None:
+    """Write a fitted transform (its eps and kornia's state dict: mean, matrix, inverse)
+    atomically, for the jobs that whiten against it (rule dd_zca)."""
+    from lifelearn.io import atomic_path
+
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save({"eps": float(zca.eps), "state": zca.state_dict()}, tmp)
+
+
+def load_zca(path):
+    """The transform `save_zca` wrote, fitted (kornia loads the fit from its state dict)."""
+    from kornia.enhance import ZCAWhitening
+
+    saved = torch.load(path, weights_only=True)
+    zca = ZCAWhitening(eps=saved["eps"], compute_inv=True)
+    zca.load_state_dict(saved["state"])
+    return zca
+

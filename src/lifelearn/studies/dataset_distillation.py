@@ -2,6 +2,9 @@
 smooth-expert additions of Shen et al. 2023 against a random real subset. Three steps,
 one job each per expert set or method (`run` dispatches on `job.step`):
 
+- `zca` (with `zca: true`): MTT's ZCA whitening fitted once on the real train split
+  (checkpoints/<profile>/dataset_distillation/zca/<dataset>.pt), read by every job below:
+  the fit, an SVD of the D x D covariance (D = 3072 for CIFAR), costs minutes on CPU.
 - `experts`: N experts of one expert set (plain or smooth) on the real train split,
   one compact trajectory file per expert (checkpoints/<profile>/dataset_distillation/experts/).
 - `distill`: one method entry for every IPC and seed: METHODS["random"] (a random real
@@ -54,11 +57,12 @@ def pipeline_keys(section: dict) -> dict:
             "dsa": section.get("dsa_strategy", "color_crop_cutout_flip_scale_rotate") if section.get("dsa") else False}
 
 
-def prepared(ds, keys: dict, real=None):
+def prepared(ds, keys: dict, real=None, zca_files=()):
     """(x_train, x_val, x_test, mean, std, augment) of `ds` under the pipeline keys: with `zca`,
-    the x arrays whitened by a ZCA fitted on the REAL train split (`real`, default ds itself)
-    and no further normalisation in the model (mean = std = None; the transform centres);
-    `augment`: the DSA (lifelearn.distill.dsa) or None."""
+    the x arrays whitened by the ZCA the dd_zca job fitted on the REAL train split (its file
+    in `zca_files`; without one, fitted here on `real`, default ds itself) and no further
+    normalisation in the model (mean = std = None; the transform centres); `augment`: the
+    DSA (lifelearn.distill.dsa) or None."""
     import torch
 
     from lifelearn.distill import dsa
@@ -68,9 +72,10 @@ def prepared(ds, keys: dict, real=None):
         raise ValueError(f"dataset_distillation.dsa: needs image inputs (C, H, W), got {tuple(ds.input_shape)}")
     if not keys["zca"]:
         return (*(torch.as_tensor(getattr(ds, f"x_{s}")) for s in ("train", "val", "test")), ds.mean, ds.std, augment)
-    from lifelearn.data.zca import whiten_splits
+    from lifelearn.data.zca import load_zca, whiten_splits
 
-    w = whiten_splits(ds, fit_on=None if real is None else real.x_train)
+    zca = load_zca(zca_files[0]) if zca_files else None
+    w = whiten_splits(ds, fit_on=None if real is None else real.x_train, zca=zca)
     return w["train"], w["val"], w["test"], None, None, augment
 
 
@@ -143,10 +148,12 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
         return [f"{synthetic_dir(layout, name, ipc, seed)}/{f}" for ipc in ipcs for seed in method_seeds(config, name)
                 for f in DATASET_FILES]
 
+    zca = zca_job(section, layout) if section.get("zca") else None
+    zca_input = {"zca": zca.outputs["zca"]} if zca else {}
     out = [JobSpec(STUDY, "experts", expert_set, f"dd_experts_{expert_set}",
                    spec={"options": options, "experts": experts, "model": section["model"], "dataset": section["dataset"],
                          **pipeline_keys(section)},
-                   seeds=list(range(experts["num"])), code=CODE, datasets=(section["dataset"],),
+                   seeds=list(range(experts["num"])), code=CODE, datasets=(section["dataset"],), inputs=zca_input,
                    outputs={"experts": expert_files(expert_set), "summary": [f"{root}/experts/{expert_set}/summary.json"]},
                    priority=LONG_CHAIN_PRIORITY, report={"extra": [f"{root}/experts/{expert_set}/summary.json"]})
            for expert_set, options in section["experts"]["sets"].items()]
@@ -161,7 +168,7 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
         method_cfg = {k: v for k, v in entry.items() if k not in ("seeds", "ablation")}
         out.append(JobSpec(STUDY, "distill", name, f"dd_distill_{name}", spec=spec | {"method_cfg": method_cfg}, seeds=seeds,
                            code=CODE, datasets=(section["dataset"],), priority=LONG_CHAIN_PRIORITY,
-                           inputs={"experts": expert_files(entry["experts"])} if distills else {},
+                           inputs=({"experts": expert_files(entry["experts"])} if distills else {}) | zca_input,
                            outputs={"synthetic": synthetic_files(name), "loss": seed_files(name, "loss.csv")},
                            report={"extra": seed_files(name, "loss.csv") + synthetic_files(name)}))
         # ablation rows are judged on the learned-step-size protocol only: no control runs
@@ -170,9 +177,21 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
         out.append(JobSpec(STUDY, "evaluate", name, f"dd_evaluate_{name}", seeds=seeds,
                            spec={"evaluation": evaluation, "model": section["model"], "ipcs": ipcs, **keys},
                            datasets=(section["dataset"],) if keys["zca"] else (),  # ZCA is fitted on the real train split
-                           code=CODE + ("train/optim.py", *MODEL_EVALUATION), inputs={"synthetic": synthetic_files(name)},
+                           code=CODE + ("train/optim.py", *MODEL_EVALUATION),
+                           inputs={"synthetic": synthetic_files(name)} | zca_input,
                            outputs={"metrics": seed_files(name, "metrics.json"), "history": seed_files(name, "history.csv")}))
-    return out
+    return ([zca] if zca else []) + out
+
+
+def zca_job(section: dict, layout: Layout) -> JobSpec:
+    """dd_zca: the ZCA of the study's dataset, fitted on its real train split (MTT's eps)."""
+    from lifelearn.data.zca import MTT_EPS
+
+    dataset = section["dataset"]
+    return JobSpec(STUDY, "zca", dataset, "dd_zca", spec={"dataset": dataset, "eps": MTT_EPS}, seeds=[],
+                   code=("studies/dataset_distillation.py", "data", *COMMON_CODE), datasets=(dataset,),
+                   outputs={"zca": [f"{layout.checkpoints}/{STUDY}/zca/{dataset}.pt"]}, priority=LONG_CHAIN_PRIORITY,
+                   report={})
 
 
 def run(job, paths) -> list:
@@ -180,7 +199,18 @@ def run(job, paths) -> list:
     import torch
 
     torch.set_num_threads(job.threads)
-    return {"experts": run_experts, "distill": run_distill, "evaluate": run_evaluate}[job.step](job, paths)
+    return {"zca": run_zca, "experts": run_experts, "distill": run_distill,
+            "evaluate": run_evaluate}[job.step](job, paths)
+
+
+def run_zca(job, paths) -> list:
+    """Fit the ZCA on the real train split and write it (no MLflow run: a preprocessing step)."""
+    from lifelearn.data import load_dataset
+    from lifelearn.data.zca import fit_zca, save_zca
+
+    ds = load_dataset(paths.input("data")[0].parent)
+    save_zca(paths.output("zca")[0], fit_zca(ds.x_train, job.spec["eps"]))
+    return []
 
 
 def _by_ipc_seed(spec_ipcs, seeds, files) -> dict:
@@ -205,7 +235,7 @@ def run_experts(job, paths) -> list:
     spec, data_dir = job.spec, paths.input("data")[0].parent
     train, options, model_spec = spec["experts"]["train"], spec["options"], spec["model"]
     ds = load_dataset(data_dir)
-    x, xv, xt, mean, std, augment = prepared(ds, spec)
+    x, xv, xt, mean, std, augment = prepared(ds, spec, zca_files=paths.input("zca"))
     y, yv, yt = (torch.as_tensor(getattr(ds, f"y_{s}")) for s in ("train", "val", "test"))
     rows, records = [], []
     params = {"model": model_spec, "train": train, **options, "zca": spec["zca"], "dsa": spec["dsa"]}
@@ -295,7 +325,7 @@ def run_distill(job, paths) -> list:
         trajectories.append(traj)
     for ipc_cfg in spec["ipc"]:  # fail before any work or MLflow run
         dd.check_ipc(ds.y_train, ipc_cfg["ipc"], ds.num_classes, ds.name)
-    x, _, _, mean, std, augment = prepared(ds, spec)
+    x, _, _, mean, std, augment = prepared(ds, spec, zca_files=paths.input("zca"))
     y = torch.as_tensor(ds.y_train)
     expert_md5s = [md5_file(p) for p in paths.input("experts")]
     synthetic = _by_ipc_seed([c["ipc"] for c in spec["ipc"]], job.seeds, [p.parent for p in paths.output("synthetic")])
@@ -452,7 +482,7 @@ def run_evaluate(job, paths) -> list:
                 start = time.perf_counter()
                 ds = load_dataset(syn)
                 # the stored synthetic images are already whitened: only val/test and the fit need the real set
-                arrays = prepared(ds, spec, real=real)
+                arrays = prepared(ds, spec, real=real, zca_files=paths.input("zca"))
                 if spec["zca"]:
                     arrays = (torch.as_tensor(ds.x_train), *arrays[1:])
                 lr = float(read_json(syn / "meta.json")["lr"])
