@@ -30,6 +30,10 @@ PHASE_SUFFIX = ".phases.json"
 HEAVY_MODULES = ("torch", "pytorch_lightning", "lightning_fabric", "torch._dynamo", "mlflow", "pandas",
                  "sklearn", "scipy.stats", "scipy.optimize", "matplotlib", "seaborn", "art", "kornia")
 
+# set by lifelearn.warm in a forked child: the job ran warm, and when its glue process was created
+WARM_ENV = "LIFELEARN_WARM_CHILD"
+CREATED_ENV = "LIFELEARN_JOB_CREATED"
+
 _ACTIVE: "PhaseTimer | None" = None
 
 
@@ -88,7 +92,7 @@ def timed(name: str):
 def startup_seconds() -> float:
     """Wall seconds from this process's creation (the OS's record, psutil) to now; in a
     warm child (lifelearn.warm), from its glue process's creation."""
-    created = os.environ.get("LIFELEARN_JOB_CREATED")
+    created = os.environ.get(CREATED_ENV)
     if not created:
         import psutil
 
@@ -131,7 +135,7 @@ def process_usage() -> dict:
 
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {"cpu_s": round(usage.ru_utime + usage.ru_stime, 4), "max_rss_mb": round(usage.ru_maxrss / 1024, 1),
-            "warm": os.environ.get("LIFELEARN_WARM_CHILD") == "1"}
+            "warm": os.environ.get(WARM_ENV) == "1"}
 
 
 def write_split(path: str | os.PathLike, record: dict) -> None:

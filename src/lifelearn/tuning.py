@@ -18,9 +18,9 @@ grouping the candidates' MLflow runs under one sweep run; and the method's final
 reads selection.json and runs with the chosen values (`selected_spec`; its own spec holds
 TUNED for each grid key). Editing a grid key's configured value reruns nothing.
 
-Candidates per job (config key `tuning.candidates_per_job`, `candidates_per_job`): the
-`sweep` job `<rule>_tune<j>` trains candidates j*n .. j*n+n-1 one after another in one
-process (`run_sweep`), each with its own MLflow runs, checkpoints and metrics.json, exactly
+Candidates per job (config key `tuning.candidates_per_job`): the `sweep` job
+`<rule>_tune<j>` trains candidates j*n .. j*n+n-1 one after another in one process
+(`sweep_candidates`, run by lifelearn.studies.run_job), each with its own MLflow runs, checkpoints and metrics.json, exactly
 as a job of its own would (a candidate's results do not depend on its neighbours: every
 seed seeds its own generators). 0 (the default profile) puts a method's whole grid in one
 job: at embedded scale a job's fixed cost (interpreter, imports, MLflow store) is several

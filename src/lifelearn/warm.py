@@ -18,8 +18,8 @@ How a job runs warm
 - If the glue goes away (Snakemake cancels the job), the child kills itself.
 
 What is and is not shared with the server: only imported third-party modules. No project
-module is imported before the fork (an edited source file reaches the next job, as in a
-fresh process), no MLflow store is opened (each child opens its own), no torch thread pool
+module but this one and lifelearn.phases (the names of the variables below) is imported
+before the fork (an edited source file reaches the next job, as in a fresh process), no MLflow store is opened (each child opens its own), no torch thread pool
 or CUDA context exists (`serve` refuses to start if its imports initialised CUDA). Every
 job seeds its own generators, so its results equal a fresh process's (tests/test_warm.py
 runs one study job both ways). Snakemake's benchmark file measures the glue process only:
@@ -45,9 +45,9 @@ import time
 import traceback
 from pathlib import Path
 
+from lifelearn.phases import CREATED_ENV, WARM_ENV  # what a child's phases file reads (light: stdlib)
+
 ENV = "LIFELEARN_WARM_SOCKET"
-WARM_ENV = "LIFELEARN_WARM_CHILD"  # set in a forked child: its phases file says the job ran warm
-CREATED_ENV = "LIFELEARN_JOB_CREATED"  # when the job's glue process was created (its start-up began)
 # third-party packages only (see the module docstring), heaviest first
 PRELOAD = ("torch", "pytorch_lightning", "mlflow", "mlflow.tracking", "mlflow.store.tracking.sqlalchemy_store",
            "sqlalchemy", "alembic", "numpy", "pandas", "scipy.stats", "matplotlib", "seaborn", "psutil", "yaml",

@@ -13,30 +13,18 @@ import torch
 MTT_EPS = 0.1  # MTT's ZCAWhitening(eps=0.1)
 
 
-_FITTED: dict = {}  # (md5 of the fit input, shape, eps) -> the fitted transform, for this process
-
-
 def fit_zca(x_train: torch.Tensor, eps: float = MTT_EPS):
-    """A kornia ZCAWhitening fitted on `x_train` (N, ...) alone, with its inverse. A job
-    whitening several sets against one real train split (the evaluation of every IPC and
-    seed) fits it once: the fit (an SVD of the D x D covariance, D = 3072 for CIFAR; over a
-    minute on 2 CPU cores) is kept per input content and eps for the process's lifetime."""
-    import hashlib
-
+    """A kornia ZCAWhitening fitted on `x_train` (N, ...) alone, with its inverse (the
+    pipeline fits it once per dataset, rule dd_zca, and its jobs read it: load_zca)."""
     from kornia.enhance import ZCAWhitening
 
-    x = torch.as_tensor(x_train, dtype=torch.float32).contiguous()
-    key = (hashlib.md5(x.numpy().tobytes()).hexdigest(), tuple(x.shape), float(eps))
-    if key not in _FITTED:
-        _FITTED.clear()  # one real split per job: keep only the latest fit
-        _FITTED[key] = ZCAWhitening(eps=eps, compute_inv=True).fit(x)
-    return _FITTED[key]
+    return ZCAWhitening(eps=eps, compute_inv=True).fit(torch.as_tensor(x_train, dtype=torch.float32))
 
 
 def whiten_splits(ds, eps: float = MTT_EPS, fit_on=None, zca=None) -> dict[str, torch.Tensor]:
     """{"train", "val", "test"}: the dataset's x arrays whitened by `zca` (a fitted
-    transform, e.g. load_zca's) or else by a ZCA fitted on `fit_on` (default: ds.x_train;
-    a synthetic set passes the REAL train split it was distilled from)."""
+    transform, e.g. load_zca's: a synthetic set uses the REAL train split's) or else by a
+    ZCA fitted on `fit_on` (default: ds.x_train)."""
     zca = zca if zca is not None else fit_zca(ds.x_train if fit_on is None else fit_on, eps)
     with torch.no_grad():
         return {s: zca(torch.as_tensor(getattr(ds, f"x_{s}"), dtype=torch.float32)) for s in ("train", "val", "test")}

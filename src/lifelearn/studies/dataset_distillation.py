@@ -57,10 +57,10 @@ def pipeline_keys(section: dict) -> dict:
             "dsa": section.get("dsa_strategy", "color_crop_cutout_flip_scale_rotate") if section.get("dsa") else False}
 
 
-def prepared(ds, keys: dict, real=None, zca_files=()):
+def prepared(ds, keys: dict, zca_files=()):
     """(x_train, x_val, x_test, mean, std, augment) of `ds` under the pipeline keys: with `zca`,
     the x arrays whitened by the ZCA the dd_zca job fitted on the REAL train split (its file
-    in `zca_files`; without one, fitted here on `real`, default ds itself) and no further
+    in `zca_files`; without one, fitted here on ds itself) and no further
     normalisation in the model (mean = std = None; the transform centres); `augment`: the
     DSA (lifelearn.distill.dsa) or None."""
     import torch
@@ -75,7 +75,7 @@ def prepared(ds, keys: dict, real=None, zca_files=()):
     from lifelearn.data.zca import load_zca, whiten_splits
 
     zca = load_zca(zca_files[0]) if zca_files else None
-    w = whiten_splits(ds, fit_on=None if real is None else real.x_train, zca=zca)
+    w = whiten_splits(ds, zca=zca)
     return w["train"], w["val"], w["test"], None, None, augment
 
 
@@ -176,7 +176,6 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
         keys = pipeline_keys(section)
         out.append(JobSpec(STUDY, "evaluate", name, f"dd_evaluate_{name}", seeds=seeds,
                            spec={"evaluation": evaluation, "model": section["model"], "ipcs": ipcs, **keys},
-                           datasets=(section["dataset"],) if keys["zca"] else (),  # ZCA is fitted on the real train split
                            code=CODE + ("train/optim.py", *MODEL_EVALUATION),
                            inputs={"synthetic": synthetic_files(name)} | zca_input,
                            outputs={"metrics": seed_files(name, "metrics.json"), "history": seed_files(name, "history.csv")}))
@@ -464,7 +463,8 @@ def run_evaluate(job, paths) -> list:
 
     spec, method = job.spec, job.name
     ev, model_spec = spec["evaluation"], spec["model"]
-    real = load_dataset(paths.input("data")[0].parent) if spec["zca"] else None
+    if spec["zca"] and not paths.input("zca"):  # a synthetic set is whitened with the REAL split's fit
+        raise ValueError("dataset_distillation.zca: the evaluation needs the dd_zca job's fit (input 'zca')")
     synthetic = _by_ipc_seed(spec["ipcs"], job.seeds, [p.parent for p in paths.input("synthetic")])
     outputs = _by_ipc_seed(spec["ipcs"], job.seeds, zip(paths.output("metrics"), paths.output("history")))
     records = []
@@ -481,8 +481,8 @@ def run_evaluate(job, paths) -> list:
                              dataset=DatasetRef.of(f"{ds_name}-{name}-seed{seed}", syn)) as run:
                 start = time.perf_counter()
                 ds = load_dataset(syn)
-                # the stored synthetic images are already whitened: only val/test and the fit need the real set
-                arrays = prepared(ds, spec, real=real, zca_files=paths.input("zca"))
+                # the stored synthetic images are already whitened: only val/test need the real split's fit
+                arrays = prepared(ds, spec, zca_files=paths.input("zca"))
                 if spec["zca"]:
                     arrays = (torch.as_tensor(ds.x_train), *arrays[1:])
                 lr = float(read_json(syn / "meta.json")["lr"])
