@@ -12,7 +12,11 @@ Cases (the pipeline's configurations; sizes cut where noted so the whole run sta
   kd_student         MNIST-1D MLP [64] student, vanilla KD (a 0.5, tau 4) from its own frozen
                      BatchNorm ConvNet teacher [32, 64, 64] (eval mode: batchable)
   pgd_student        MNIST-1D MLP [64] student, PGD-AT (PGD-3, eps 0.03) as the MTARD baseline
-Both sides run the plain loop of train/batched.py (`fit_single` vs `fit_batched`): the
+  dd_evaluation      the DD study's evaluation networks (studies/dataset_distillation.py
+                     train_networks, batch 1 vs K): digits ConvNet [16, 32] instance norm on
+                     K sets of 10 real images per class (IPC 10), each its own step size, the
+                     default's SGD 0.9 / wd 5e-4 / batch 256, 100 of its 1000 epochs
+The other cases run on both sides the plain loop of train/batched.py (`fit_single` vs `fit_batched`): the
 sequential side is the cheapest sequential path (no Lightning, no per-step evaluation), so
 the ratios are a lower bound on what batching saves against the pipeline's Lightning jobs.
 Prints per case the seconds of both, the throughput ratio sequential / batched and
@@ -25,6 +29,7 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -108,6 +113,28 @@ def losses(kind, ds, seeds):
     return None, None
 
 
+DD_TRAIN = {"epochs": 100, "batch_size": 256, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 0.0005,
+            "schedule": "multistep", "milestones": [51], "gamma": 0.1}
+
+
+class _Set:
+    """A synthetic-set stand-in: 10 real digits images per class drawn with `seed`."""
+
+    def __init__(self, ds, seed):
+        idx = np.concatenate([np.random.default_rng(seed).choice(np.flatnonzero(ds.y_train == c), 10, replace=False)
+                              for c in range(ds.num_classes)])
+        self.x_train, self.y_train = ds.x_train[idx], ds.y_train[idx]
+        self.x_val, self.y_val, self.x_test, self.y_test = ds.x_val, ds.y_val, ds.x_test, ds.y_test
+        self.input_shape, self.num_classes, self.mean, self.std = ds.input_shape, ds.num_classes, ds.mean, ds.std
+
+
+def dd_evaluation(digits, k: int, batch: int) -> None:
+    from lifelearn.studies.dataset_distillation import Network, train_networks
+
+    nets = [Network(_Set(digits, s), None, 0.01 * (1 + s % 4), s) for s in range(k)]
+    train_networks(nets, {"arch": "convnet", "channels": [16, 32], "norm": "instance"}, DD_TRAIN, 100, batch)
+
+
 def timed(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -124,6 +151,20 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     digits, mnist1d = dataset("digits"), dataset("mnist1d")
     results = []
+    if not args.cases or "dd_evaluation" in args.cases:
+        for k in args.ks:
+            dd_evaluation(digits, 2, 2)  # warm-up
+            seq, bat = [], []
+            for _ in range(args.repeats):
+                seq.append(timed(lambda: dd_evaluation(digits, k, 1)))
+                bat.append(timed(lambda: dd_evaluation(digits, k, k)))
+            row = {"case": "dd_evaluation", "K": k, "model": {"arch": "convnet", "channels": [16, 32]},
+                   "batch_size": DD_TRAIN["batch_size"], "samples_per_seed": DD_TRAIN["epochs"] * 100,
+                   "sequential_s": statistics.median(seq), "batched_s": statistics.median(bat)}
+            row["ratio"] = row["sequential_s"] / row["batched_s"]
+            results.append(row)
+            print(f"{'dd_evaluation':24s} K={k:3d} batch  256: sequential {row['sequential_s']:7.2f} s, "
+                  f"batched {row['batched_s']:6.2f} s, throughput ratio {row['ratio']:5.1f}x", flush=True)
     for name, ds, spec, tasks, cfg, kind in cases(digits, mnist1d):
         if args.cases and name not in args.cases:
             continue

@@ -67,12 +67,13 @@ def test_ablation_table_has_mtt_each_addition_and_all_paired_on_the_ablation_see
 class _Data:
     """A tiny dataset object with the fields train_on_synthetic reads."""
 
-    def __init__(self):
-        g = torch.Generator().manual_seed(0)
-        self.x_train, self.y_train = torch.rand(6, 1, 4, 4, generator=g).numpy(), np.arange(6) % 2
-        self.x_val, self.y_val = self.x_train, self.y_train
-        self.x_test, self.y_test = self.x_train, self.y_train
-        self.input_shape, self.num_classes, self.mean, self.std = (1, 4, 4), 2, None, None
+    def __init__(self, n: int = 6, seed: int = 0, channels: int = 1):
+        g = torch.Generator().manual_seed(seed)
+        shape = (channels, 4, 4)
+        self.x_train, self.y_train = torch.rand(n, *shape, generator=g).numpy(), np.arange(n) % 2
+        self.x_val, self.y_val = torch.rand(8, *shape, generator=g).numpy(), np.arange(8) % 2
+        self.x_test, self.y_test = self.x_val[::-1].copy(), self.y_val
+        self.input_shape, self.num_classes, self.mean, self.std = shape, 2, None, None
 
 
 def test_evaluation_trains_as_mtt_and_reports_the_last_epoch(monkeypatch):
@@ -91,6 +92,46 @@ def test_evaluation_trains_as_mtt_and_reports_the_last_epoch(monkeypatch):
     assert metrics["val_acc"] == history[-1]["val_acc"]  # the last epoch, not the best
     again, _ = study.train_on_synthetic(_Data(), spec, train, 0.05, seed=0, val_every=2)
     assert again["test_acc"] == metrics["test_acc"]  # seeded
+
+
+def _noise_augment(x, seed):
+    """A seeded stand-in for DSA: the same seed gives the same perturbation."""
+    return x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("augment", [None, _noise_augment, "dsa"])
+def test_batched_evaluation_networks_equal_each_trained_alone(augment):
+    """train_networks with batch > 1 (issue 16 part 3): every network's metrics and history as
+    train_on_synthetic gives it alone, for networks of different sets, step sizes and seeds,
+    two set sizes (grouped by shape) and a batch smaller than a group (chunked). Tolerance:
+    losses 1e-5 absolute (float32 through 12 epochs; observed about 1e-7), accuracies equal."""
+    from lifelearn.studies import dataset_distillation as study
+
+    train = {"epochs": 12, "batch_size": 4, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 0.0005,
+             "schedule": "multistep", "milestones": [8], "gamma": 0.1}
+    spec = {"arch": "convnet", "channels": [3, 4], "norm": "instance"}
+
+    def arrays(ds):
+        if augment == "dsa":  # MTT's differentiable siamese augmentation (kornia), as the paper profile
+            return study.prepared(ds, {"zca": False, "dsa": "color_crop_cutout_flip_scale_rotate"})
+        base = study._arrays(ds, None)
+        return None if augment is None else (*base[:5], augment)
+
+    channels = 3 if augment == "dsa" else 1
+    sets = [_Data(6, 0, channels), _Data(6, 1, channels), _Data(9, 2, channels), _Data(6, 3, channels)]
+    networks = [study.Network(ds, arrays(ds), lr, seed)
+                for ds, lr, seed in zip(sets + sets[:2], [0.05, 0.1, 0.02, 0.3, 0.01, 0.2], [0, 1, 2, 3, 1000, 1001])]
+    alone = study.train_networks(networks, spec, train, val_every=4, batch=1)
+    batched = study.train_networks(networks, spec, train, val_every=4, batch=3)
+    for (m1, h1), (m2, h2) in zip(alone, batched):
+        assert m1["test_acc"] == m2["test_acc"] and m1["val_acc"] == m2["val_acc"] and m1["lr"] == m2["lr"]
+        assert m2["test_loss"] == pytest.approx(m1["test_loss"], abs=1e-5)
+        assert [h["epoch"] for h in h1] == [h["epoch"] for h in h2] == [3, 7, 11]
+        for r1, r2 in zip(h1, h2):
+            assert r1["val_acc"] == r2["val_acc"] and r2["lr"] == pytest.approx(r1["lr"], rel=1e-12)
+            assert r2["train_loss"] == pytest.approx(r1["train_loss"], abs=1e-5)
+            assert r2["val_loss"] == pytest.approx(r1["val_loss"], abs=1e-5)
+    assert len({round(m["test_loss"], 6) for m, _ in alone}) == len(networks)  # the networks do differ
 
 
 def _synthetic_rows(tmp_path, sets):

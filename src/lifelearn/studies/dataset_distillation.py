@@ -24,6 +24,7 @@ from pathlib import Path
 
 from dataclasses import dataclass
 
+from lifelearn import phases
 from lifelearn.data.arrays import DATASET_FILES
 from lifelearn.jobs import COMMON_CODE, LONG_CHAIN_PRIORITY, MODEL_EVALUATION, JobSpec, Layout
 
@@ -176,7 +177,7 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
         keys = pipeline_keys(section)
         out.append(JobSpec(STUDY, "evaluate", name, f"dd_evaluate_{name}", seeds=seeds,
                            spec={"evaluation": evaluation, "model": section["model"], "ipcs": ipcs, **keys},
-                           code=CODE + ("train/optim.py", *MODEL_EVALUATION),
+                           code=CODE + ("train/optim.py", "train/batched.py", *MODEL_EVALUATION),
                            inputs={"synthetic": synthetic_files(name)} | zca_input,
                            outputs={"metrics": seed_files(name, "metrics.json"), "history": seed_files(name, "history.csv")}))
     return ([zca] if zca else []) + out
@@ -397,19 +398,18 @@ def train_on_synthetic(ds, model_spec: dict, train_cfg: dict, lr: float, seed: i
     augmentation; returns the LAST epoch's test and val metrics (never a selected epoch) and
     the val history every `val_every` epochs. `arrays`: `prepared(...)` of the set (ZCA'd
     x arrays, model normalisation, DSA on each training batch as MTT's evaluation); default
-    the set as stored with its own normalisation and no augmentation."""
+    the set as stored with its own normalisation and no augmentation. The reference of
+    `train_networks_batched`, which trains several such networks as one model."""
     import torch
     from torch.nn import functional as F
 
-    from lifelearn.evaluate.classification import evaluate_classifier
     from lifelearn.models import build_model
     from lifelearn.train.optim import build_optimizer, build_scheduler
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    x, xv, xt, mean, std, augment = arrays or (*(torch.as_tensor(getattr(ds, f"x_{s}")) for s in ("train", "val", "test")),
-                                               ds.mean, ds.std, None)
-    y, yv = torch.as_tensor(ds.y_train), torch.as_tensor(ds.y_val)
+    x, xv, xt, mean, std, augment = _arrays(ds, arrays)
+    y = torch.as_tensor(ds.y_train)
     model = build_model(model_spec, ds.input_shape, ds.num_classes, mean, std)
     cfg = {**train_cfg, "lr": float(lr)}
     opt = build_optimizer(model.parameters(), cfg)
@@ -428,29 +428,144 @@ def train_on_synthetic(ds, model_spec: dict, train_cfg: dict, lr: float, seed: i
         if sched is not None:
             sched.step()
         if (epoch + 1) % val_every == 0 or epoch + 1 == epochs:
-            model.eval()
-            val = evaluate_classifier(model, xv, yv, ds.num_classes, prefix="val")
-            history.append({"epoch": epoch, "train_loss": loss.item(), "val_acc": val["val_acc"],
-                            "val_loss": val["val_loss"], "lr": opt.param_groups[0]["lr"]})
+            history.append(_val_row(model, ds, xv, epoch, loss.item(), opt.param_groups[0]["lr"]))
+    return _last_epoch(model, ds, xt, lr, epochs, history), history
+
+
+def _arrays(ds, arrays):
+    """`arrays` (prepared(...) of the set) or the set as stored, its normalisation, no augmentation."""
+    import torch
+
+    return arrays or (*(torch.as_tensor(getattr(ds, f"x_{s}")) for s in ("train", "val", "test")), ds.mean, ds.std,
+                      None)
+
+
+def _val_row(model, ds, xv, epoch: int, train_loss: float, lr: float) -> dict:
+    """One history row: the epoch's last training loss, val accuracy and loss, step size."""
+    import torch
+
+    from lifelearn.evaluate.classification import evaluate_classifier
+
+    model.eval()
+    val = evaluate_classifier(model, xv, torch.as_tensor(ds.y_val), ds.num_classes, prefix="val")
+    return {"epoch": epoch, "train_loss": train_loss, "val_acc": val["val_acc"], "val_loss": val["val_loss"], "lr": lr}
+
+
+def _last_epoch(model, ds, xt, lr: float, epochs: int, history: list) -> dict:
+    """The LAST epoch's test metrics and val accuracy (never a selected epoch)."""
+    import torch
+
+    from lifelearn.evaluate.classification import evaluate_classifier
+
     model.eval()
     metrics = evaluate_classifier(model, xt, torch.as_tensor(ds.y_test), ds.num_classes)
-    return metrics | {"val_acc": history[-1]["val_acc"], "lr": float(lr), "epochs": epochs}, history
+    return metrics | {"val_acc": history[-1]["val_acc"], "lr": float(lr), "epochs": epochs}
 
 
-def control_runs(ds, model_spec: dict, ev: dict, seed: int, arrays=None) -> list[dict]:
+@dataclass(frozen=True)
+class Network:
+    """One fresh evaluation network: the set it trains on (`ds`, its `arrays`), step size, seed."""
+
+    ds: object
+    arrays: tuple | None
+    lr: float
+    seed: int
+
+
+def train_networks(networks: list[Network], model_spec: dict, train_cfg: dict, val_every: int = 1,
+                   batch: int = 1) -> list[tuple[dict, list]]:
+    """(metrics, history) of each network, as `train_on_synthetic` trains it alone. With
+    batch > 1, up to `batch` networks whose training sets have one shape train as one
+    seed-batched model (`train_networks_batched`), equal to their runs alone within float
+    tolerance (tests/test_dataset_distillation_report.py)."""
+    if batch <= 1:
+        return [train_on_synthetic(n.ds, model_spec, train_cfg, n.lr, n.seed, val_every, n.arrays) for n in networks]
+    groups: dict = {}
+    for i, n in enumerate(networks):
+        groups.setdefault(tuple(_arrays(n.ds, n.arrays)[0].shape), []).append(i)
+    results: list = [None] * len(networks)
+    for members in groups.values():
+        for c in range(0, len(members), batch):
+            chunk = members[c:c + batch]
+            for i, result in zip(chunk, train_networks_batched([networks[i] for i in chunk], model_spec, train_cfg,
+                                                                 val_every)):
+                results[i] = result
+    return results
+
+
+def train_networks_batched(networks: list[Network], model_spec: dict, train_cfg: dict,
+                           val_every: int = 1) -> list[tuple[dict, list]]:
+    """`train_on_synthetic` for K networks at once (issue 16, part 3): their parameters stacked
+    (train/batched.py, `StackedModels`; the instance-norm ConvNet has no running statistics,
+    so batching is exact up to float rounding), one `StackedSGD` with each network's own step
+    size, each network's own init (torch.manual_seed(seed) before it is built), data order and
+    augmentation seeds (its own generator, drawn in the sequential order); val every
+    `val_every` epochs and the last epoch's test metrics per network, from its own copy."""
+    import torch
+
+    from lifelearn.models import build_model
+    from lifelearn.train.batched import StackedModels, fit_batched
+
+    sets, models, gens = [_arrays(n.ds, n.arrays) for n in networks], [], []
+    for n, (_, _, _, mean, std, _) in zip(networks, sets):
+        torch.manual_seed(n.seed)
+        models.append(build_model(model_spec, n.ds.input_shape, n.ds.num_classes, mean, std))
+        gens.append(torch.Generator().manual_seed(n.seed))
+    stacked = StackedModels(models)
+    x = torch.stack([s[0] for s in sets])
+    y = torch.stack([torch.as_tensor(n.ds.y_train) for n in networks])
+    epochs, histories = train_cfg["epochs"], [[] for _ in networks]
+
+    def augment(k, xb):
+        return sets[k][5](xb, seed=int(torch.randint(2**31, (1,), generator=gens[k])))
+
+    def on_epoch(epoch, last_losses, optimizer):
+        if (epoch + 1) % val_every == 0 or epoch + 1 == epochs:
+            for k, model in enumerate(stacked.write_back()):
+                histories[k].append(_val_row(model, networks[k].ds, sets[k][1], epoch, float(last_losses[k]),
+                                             networks[k].lr * optimizer.param_groups[0]["lr"]))
+
+    fit_batched(stacked, x, y, train_cfg, lambda k, epoch, n: torch.randperm(n, generator=gens[k]),
+                augment=augment if sets[0][5] is not None else None,
+                model_lr=[n.lr for n in networks], on_epoch=on_epoch)
+    return [(_last_epoch(model, n.ds, s[2], n.lr, epochs, h), h)
+            for model, n, s, h in zip(stacked.write_back(), networks, sets, histories)]
+
+
+def control_networks(ds, ev: dict, seed: int, arrays=None) -> list[Network]:
     """The fixed-step-size control: one network per step size of evaluation.control_lr_grid
-    (seed `seed`), its last-epoch val and test accuracy. The report picks, per IPC, the ONE
-    grid value with the highest mean val accuracy over every method and seed, and reports
-    every method's test accuracy at it, so no method can win only through its learned step
-    size (test accuracy is never used to choose)."""
-    return [{"lr": float(lr), **{k: m[k] for k in ("val_acc", "test_acc")}}
-            for lr in ev.get("control_lr_grid", [])
-            for m in [train_on_synthetic(ds, model_spec, ev["train"], lr, seed, ev.get("val_every", 1), arrays)[0]]]
+    (seed `seed`), whose last-epoch val and test accuracy the metrics keep. The report picks,
+    per IPC, the ONE grid value with the highest mean val accuracy over every method and
+    seed, and reports every method's test accuracy at it, so no method can win only through
+    its learned step size (test accuracy is never used to choose)."""
+    return [Network(ds, arrays, float(lr), seed) for lr in ev.get("control_lr_grid", [])]
+
+
+@phases.timed("training")
+def _train_evaluation_networks(sets: dict, ev: dict, model_spec: dict) -> dict:
+    """{seed: (networks' (metrics, history), control rows)} of one IPC's synthetic sets
+    ({seed: (ds, arrays, lr)}): evaluation.networks fresh networks at the set's step size
+    (seeds seed * 1000 + k) and the control networks (seed seed * 1000 + networks), up to
+    evaluation.batched_networks of them trained as one batched model (1: one by one)."""
+    plan = {seed: ([Network(ds, arrays, lr, seed * 1000 + k) for k in range(ev["networks"])],
+                   control_networks(ds, ev, seed * 1000 + ev["networks"], arrays))
+            for seed, (ds, arrays, lr) in sets.items()}
+    flat = [n for nets, control in plan.values() for n in nets + control]
+    results = iter(train_networks(flat, model_spec, ev["train"], ev.get("val_every", 1), ev.get("batched_networks", 1)))
+    out = {}
+    for seed, (nets, control) in plan.items():
+        trained = [next(results) for _ in nets]
+        out[seed] = (trained, [{"lr": n.lr, **{k: m[k] for k in ("val_acc", "test_acc")}}
+                               for n, (m, _) in zip(control, (next(results) for _ in control))])
+    return out
 
 
 def run_evaluate(job, paths) -> list:
     """K = evaluation.networks fresh networks per synthetic set; per (IPC, seed) a
-    metrics.json (test_acc = mean over the K networks, last epoch) and history.csv."""
+    metrics.json (test_acc = mean over the K networks, last epoch) and history.csv. The
+    networks of one IPC (every seed's, and the control's) train before the seeds' MLflow
+    runs, batched as evaluation.batched_networks says; train_seconds is a seed's share of
+    its IPC's training wall time."""
     import numpy as np
 
     from lifelearn.data import load_dataset
@@ -470,36 +585,35 @@ def run_evaluate(job, paths) -> list:
     records = []
     for ipc in spec["ipcs"]:
         name = f"{method}_ipc{ipc}"
+        sets = {}
+        for seed in job.seeds:
+            ds = load_dataset(synthetic[(ipc, seed)])
+            # the stored synthetic images are already whitened: only val/test need the real split's fit
+            arrays = prepared(ds, spec, zca_files=paths.input("zca"))
+            if spec["zca"]:
+                arrays = (torch.as_tensor(ds.x_train), *arrays[1:])
+            sets[seed] = (ds, arrays, float(read_json(synthetic[(ipc, seed)] / "meta.json")["lr"]))
+        start = time.perf_counter()
+        trained = _train_evaluation_networks(sets, ev, model_spec)
+        seconds = round((time.perf_counter() - start) / len(job.seeds), 3)
         for seed in job.seeds:
             syn = synthetic[(ipc, seed)]
             metrics_path, history_path = outputs[(ipc, seed)]
             ds_name = read_json(syn / "meta.json")["name"]
             tags = {"stage": STUDY, "method": method, "name": name, "dataset": ds_name, "model": model_spec["arch"],
                     "seed": seed}
+            nets, control = trained[seed]
+            history = [{"network": k, **row} for k, (_, h) in enumerate(nets) for row in h]
+            accs = [m["test_acc"] for m, _ in nets]
+            metrics = {"test_acc": float(np.mean(accs)), "test_acc_networks": accs,
+                       "test_acc_std_networks": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
+                       "test_loss": float(np.mean([m["test_loss"] for m, _ in nets])),
+                       "val_acc": float(np.mean([m["val_acc"] for m, _ in nets])), "ipc": ipc,
+                       "syn_lr": sets[seed][2], "networks": len(nets), "epochs": ev["train"]["epochs"],
+                       "control": control, "train_seconds": seconds}
             with tracked_run(job.ctx, STUDY, f"{name}/seed{seed}", tags,
                              {"evaluation": ev, "model": model_spec, "ipc": ipc, "seed": seed},
                              dataset=DatasetRef.of(f"{ds_name}-{name}-seed{seed}", syn)) as run:
-                start = time.perf_counter()
-                ds = load_dataset(syn)
-                # the stored synthetic images are already whitened: only val/test need the real split's fit
-                arrays = prepared(ds, spec, zca_files=paths.input("zca"))
-                if spec["zca"]:
-                    arrays = (torch.as_tensor(ds.x_train), *arrays[1:])
-                lr = float(read_json(syn / "meta.json")["lr"])
-                nets, history = [], []
-                for k in range(ev["networks"]):
-                    m, h = train_on_synthetic(ds, model_spec, ev["train"], lr, seed * 1000 + k, ev.get("val_every", 1),
-                                              arrays)
-                    nets.append(m)
-                    history += [{"network": k, **row} for row in h]
-                control = control_runs(ds, model_spec, ev, seed * 1000 + ev["networks"], arrays)
-                accs = [m["test_acc"] for m in nets]
-                metrics = {"test_acc": float(np.mean(accs)), "test_acc_networks": accs,
-                           "test_acc_std_networks": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
-                           "test_loss": float(np.mean([m["test_loss"] for m in nets])),
-                           "val_acc": float(np.mean([m["val_acc"] for m in nets])), "ipc": ipc,
-                           "syn_lr": lr, "networks": len(nets), "epochs": ev["train"]["epochs"], "control": control,
-                           "train_seconds": round(time.perf_counter() - start, 3)}
                 record = RunRecord(STUDY, STUDY, name, method, seed, ds_name, model_spec["arch"], run.run_id,
                                    job.ctx.git_commit, metrics, {"synthetic_set": str(syn)})
                 write_history(history_path, history)

@@ -12,7 +12,8 @@ What is batched and why it is exact
   each model gets exactly the gradient it would get alone.
 - Optimiser: SGD (momentum, weight decay), Adam and AdamW update every element from that
   element's gradient and state only, so one optimiser over the stacked tensors equals K
-  independent optimisers (tests/test_batched.py checks it on a hand-made case). Anything
+  independent optimisers (tests/test_batched.py checks it on a hand-made case); with a
+  step size per model, `StackedSGD` (SGD's update, slice k scaled by its own lr). Anything
   global over a parameter tensor (gradient-norm clipping, LARS/LAMB trust ratios, a
   loss-scale shared across models) is not elementwise: `check_train_config` accepts only
   the keys of the schema's `train_options` (config/schema.yaml), all of which are
@@ -276,6 +277,49 @@ class StackedModels:
         return correct / len(y)
 
 
+class StackedSGD(torch.optim.Optimizer):
+    """torch.optim.SGD's update (its single-tensor path: weight decay added to the gradient,
+    momentum buffer started as the first gradient, dampening 0, no Nesterov) on stacked
+    parameters [K, ...] with a step size per model: slice k moves by
+    `param_groups[0]["lr"] * model_lr[k]` times its buffer. The group lr starts at 1.0, so a
+    per-epoch schedule of train.optim (MultiStepLR, cosine to 0: both multiplicative) on it
+    scales every model's own step size as it scales one model's. tests/test_batched.py
+    checks it against K torch.optim.SGD instances."""
+
+    def __init__(self, params, model_lr: Sequence[float], momentum: float = 0.0, weight_decay: float = 0.0):
+        super().__init__(params, {"lr": 1.0, "momentum": momentum, "weight_decay": weight_decay})
+        self.model_lr = torch.as_tensor([float(v) for v in model_lr], dtype=torch.float64)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                d = p.grad if not group["weight_decay"] else p.grad.add(p, alpha=group["weight_decay"])
+                if group["momentum"]:
+                    buf = self.state[p].get("momentum_buffer")
+                    if buf is None:
+                        buf = self.state[p]["momentum_buffer"] = torch.clone(d).detach()
+                    else:
+                        buf.mul_(group["momentum"]).add_(d)
+                    d = buf
+                lr = (group["lr"] * self.model_lr).to(p.dtype).to(p.device)
+                p.sub_(d * lr.view(-1, *[1] * (p.dim() - 1)))
+
+
+def stacked_optimizer(stacked: "StackedModels", train_cfg: dict, model_lr: Sequence[float] | None = None):
+    """train.optim's optimiser over the stacked parameters; with `model_lr` (one step size
+    per model, SGD only) the StackedSGD of those step sizes."""
+    if model_lr is None:
+        return build_optimizer(stacked.parameters(), train_cfg)
+    if train_cfg["optimizer"] != "sgd":
+        raise ValueError(f"a step size per model needs train.optimizer sgd, not {train_cfg['optimizer']!r}")
+    if len(model_lr) != len(stacked):
+        raise ValueError(f"{len(model_lr)} step sizes for {len(stacked)} models")
+    return StackedSGD(stacked.parameters(), model_lr, train_cfg.get("momentum", 0.0), train_cfg.get("weight_decay", 0.0))
+
+
 def per_model_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of each model over its own batch: logits [K, B, C], y [K, B] -> [K]."""
     return F.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1)
@@ -341,12 +385,16 @@ def template_order(seeds: Sequence[int]) -> Callable[[int, int, int], torch.Tens
 
 
 def fit_batched(stacked: StackedModels, x, y, train_cfg: dict, order: Callable[[int, int, int], torch.Tensor],
-                loss: Callable = ce_loss, augment: Callable | None = None) -> list[list[dict]]:
+                loss: Callable = ce_loss, augment: Callable | None = None, model_lr: Sequence[float] | None = None,
+                on_epoch: Callable | None = None) -> list[list[dict]]:
     """Train the K stacked models for train_cfg's epochs with one optimiser over the stacked
     parameters (train.optim's builder; the schedule steps once per epoch) and the summed
     per-model losses. x, y: one shared training set [N, ...] / [N] or one per model
     [K, N, ...] / [K, N] (e.g. per-seed subsets of one size). `order(k, epoch, n)` is seed
     k's permutation of the epoch; `augment(k, xb_k)` (optional) augments seed k's batch.
+    `model_lr`: one step size per model (SGD, `StackedSGD`) instead of train_cfg's lr.
+    `on_epoch(epoch, last_losses, optimizer)` (optional) runs after each epoch's schedule
+    step with the last batch's per-model losses [K].
     Returns per model its history: [{"epoch", "train_loss"}] per epoch (batch-weighted mean).
     Call `stacked.write_back()` for the trained models."""
     check_train_config(train_cfg)
@@ -360,7 +408,7 @@ def fit_batched(stacked: StackedModels, x, y, train_cfg: dict, order: Callable[[
                          "draws seed k's augmentation")
     if train_cfg.get("train_samples") is not None and not per_model:
         raise ValueError("train.train_samples draws a subset per seed: pass per-model data [K, N, ...]")
-    optimizer = build_optimizer(stacked.parameters(), train_cfg)
+    optimizer = stacked_optimizer(stacked, train_cfg, model_lr)
     scheduler = build_scheduler(optimizer, train_cfg)
     bs = train_cfg["batch_size"]
     rows = torch.arange(K)[:, None]
@@ -380,6 +428,8 @@ def fit_batched(stacked: StackedModels, x, y, train_cfg: dict, order: Callable[[
             sums += losses.detach() * yb.shape[1]
         if scheduler is not None:
             scheduler.step()
+        if on_epoch is not None:
+            on_epoch(epoch, losses.detach(), optimizer)
         for k, value in enumerate((sums / n).tolist()):
             history[k].append({"epoch": epoch, "train_loss": value})
     return history
