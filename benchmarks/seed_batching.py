@@ -12,10 +12,12 @@ Cases (the pipeline's configurations; sizes cut where noted so the whole run sta
   kd_student         MNIST-1D MLP [64] student, vanilla KD (a 0.5, tau 4) from its own frozen
                      BatchNorm ConvNet teacher [32, 64, 64] (eval mode: batchable)
   pgd_student        MNIST-1D MLP [64] student, PGD-AT (PGD-3, eps 0.03) as the MTARD baseline
-  dd_evaluation      the DD study's evaluation networks (studies/dataset_distillation.py
+  dd_evaluation_ipc1, dd_evaluation_ipc10
+                     the DD study's evaluation networks (studies/dataset_distillation.py
                      train_networks, batch 1 vs K): digits ConvNet [16, 32] instance norm on
-                     K sets of 10 real images per class (IPC 10), each its own step size, the
-                     default's SGD 0.9 / wd 5e-4 / batch 256, 100 of its 1000 epochs
+                     K random real sets of 1 / 10 images per class (the `random` method's
+                     draw), each its own step size, the default's SGD 0.9 / wd 5e-4 / batch
+                     256, 100 of its 1000 epochs
 The other cases run on both sides the plain loop of train/batched.py (`fit_single` vs `fit_batched`): the
 sequential side is the cheapest sequential path (no Lightning, no per-step evaluation), so
 the ratios are a lower bound on what batching saves against the pipeline's Lightning jobs.
@@ -29,7 +31,6 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -113,26 +114,44 @@ def losses(kind, ds, seeds):
     return None, None
 
 
+DD_MODEL = {"arch": "convnet", "channels": [16, 32], "norm": "instance"}
 DD_TRAIN = {"epochs": 100, "batch_size": 256, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 0.0005,
             "schedule": "multistep", "milestones": [51], "gamma": 0.1}
 
 
-class _Set:
-    """A synthetic-set stand-in: 10 real digits images per class drawn with `seed`."""
+class _RandomSet:
+    """A synthetic-set stand-in: the `random` method's draw of `ipc` real images per class."""
 
-    def __init__(self, ds, seed):
-        idx = np.concatenate([np.random.default_rng(seed).choice(np.flatnonzero(ds.y_train == c), 10, replace=False)
-                              for c in range(ds.num_classes)])
+    def __init__(self, ds, ipc: int, seed: int):
+        from lifelearn.distill.dataset_distillation import random_real_init
+
+        idx = random_real_init(ds.y_train, ipc, ds.num_classes, seed)
         self.x_train, self.y_train = ds.x_train[idx], ds.y_train[idx]
         self.x_val, self.y_val, self.x_test, self.y_test = ds.x_val, ds.y_val, ds.x_test, ds.y_test
         self.input_shape, self.num_classes, self.mean, self.std = ds.input_shape, ds.num_classes, ds.mean, ds.std
 
 
-def dd_evaluation(digits, k: int, batch: int) -> None:
+def dd_evaluation(digits, ipc: int, k: int, batch: int) -> None:
     from lifelearn.studies.dataset_distillation import Network, train_networks
 
-    nets = [Network(_Set(digits, s), None, 0.01 * (1 + s % 4), s) for s in range(k)]
-    train_networks(nets, {"arch": "convnet", "channels": [16, 32], "norm": "instance"}, DD_TRAIN, 100, batch)
+    nets = [Network(_RandomSet(digits, ipc, s), None, 0.01 * (1 + s % 4), s) for s in range(k)]
+    train_networks(nets, DD_MODEL, DD_TRAIN, 100, batch)
+
+
+def compare(results: list, name: str, k: int, spec: dict, batch_size: int, samples: int, sequential, batched,
+            repeats: int) -> None:
+    """Time `sequential` and `batched` `repeats` times, interleaved (drift affects both alike);
+    append and print the row."""
+    seq, bat = [], []
+    for _ in range(repeats):
+        seq.append(timed(sequential))
+        bat.append(timed(batched))
+    row = {"case": name, "K": k, "model": spec, "batch_size": batch_size, "samples_per_seed": samples,
+           "sequential_s": statistics.median(seq), "batched_s": statistics.median(bat)}
+    row["ratio"] = row["sequential_s"] / row["batched_s"]
+    results.append(row)
+    print(f"{name:24s} K={k:3d} batch {batch_size:4d}: sequential {row['sequential_s']:7.2f} s, "
+          f"batched {row['batched_s']:6.2f} s, throughput ratio {row['ratio']:5.1f}x", flush=True)
 
 
 def timed(fn) -> float:
@@ -151,20 +170,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     digits, mnist1d = dataset("digits"), dataset("mnist1d")
     results = []
-    if not args.cases or "dd_evaluation" in args.cases:
+    for ipc in (1, 10):
+        name = f"dd_evaluation_ipc{ipc}"
+        if args.cases and name not in args.cases:
+            continue
+        dd_evaluation(digits, ipc, 2, 2)  # warm-up
         for k in args.ks:
-            dd_evaluation(digits, 2, 2)  # warm-up
-            seq, bat = [], []
-            for _ in range(args.repeats):
-                seq.append(timed(lambda: dd_evaluation(digits, k, 1)))
-                bat.append(timed(lambda: dd_evaluation(digits, k, k)))
-            row = {"case": "dd_evaluation", "K": k, "model": {"arch": "convnet", "channels": [16, 32]},
-                   "batch_size": DD_TRAIN["batch_size"], "samples_per_seed": DD_TRAIN["epochs"] * 100,
-                   "sequential_s": statistics.median(seq), "batched_s": statistics.median(bat)}
-            row["ratio"] = row["sequential_s"] / row["batched_s"]
-            results.append(row)
-            print(f"{'dd_evaluation':24s} K={k:3d} batch  256: sequential {row['sequential_s']:7.2f} s, "
-                  f"batched {row['batched_s']:6.2f} s, throughput ratio {row['ratio']:5.1f}x", flush=True)
+            compare(results, name, k, DD_MODEL, DD_TRAIN["batch_size"], DD_TRAIN["epochs"] * ipc * digits.num_classes,
+                    lambda: dd_evaluation(digits, ipc, k, 1), lambda: dd_evaluation(digits, ipc, k, k), args.repeats)
     for name, ds, spec, tasks, cfg, kind in cases(digits, mnist1d):
         if args.cases and name not in args.cases:
             continue
@@ -174,17 +187,9 @@ def main() -> None:
             seq_loss, bat_loss = losses(kind, ds, seeds)
             run_sequential(ds, spec, warm, cfg, seeds[:2], seq_loss)  # warm-up: first calls, allocator
             run_batched(ds, spec, warm, cfg, seeds, bat_loss)
-            seq, bat = [], []
-            for _ in range(args.repeats):  # interleaved, so drift affects both alike
-                seq.append(timed(lambda: run_sequential(ds, spec, tasks, cfg, seeds, seq_loss)))
-                bat.append(timed(lambda: run_batched(ds, spec, tasks, cfg, seeds, bat_loss)))
-            row = {"case": name, "K": k, "model": spec, "batch_size": cfg["batch_size"],
-                   "samples_per_seed": cfg["epochs"] * sum(len(y) for _, y in tasks),
-                   "sequential_s": statistics.median(seq), "batched_s": statistics.median(bat)}
-            row["ratio"] = row["sequential_s"] / row["batched_s"]
-            results.append(row)
-            print(f"{name:24s} K={k:3d} batch {cfg['batch_size']:4d}: sequential {row['sequential_s']:7.2f} s, "
-                  f"batched {row['batched_s']:6.2f} s, throughput ratio {row['ratio']:5.1f}x", flush=True)
+            compare(results, name, k, spec, cfg["batch_size"], cfg["epochs"] * sum(len(y) for _, y in tasks),
+                    lambda: run_sequential(ds, spec, tasks, cfg, seeds, seq_loss),
+                    lambda: run_batched(ds, spec, tasks, cfg, seeds, bat_loss), args.repeats)
     write_json(ROOT / "benchmarks" / "results" / "seed_batching.json",
                {"threads": args.threads, "repeats": args.repeats, "torch": torch.__version__, "cases": results})
 
