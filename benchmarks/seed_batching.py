@@ -7,11 +7,13 @@ Cases (the pipeline's configurations; sizes cut where noted so the whole run sta
   continual_online   digits MLP [100, 100], class-incremental 5 tasks, 1 epoch of batch 10, SGD 0.1
   continual_offline  digits MLP [100, 100], 5 tasks, 5 epochs of batch 32, SGD 0.05
   teacher_mlp        MNIST-1D MLP [256, 256], batch 128, Adam + cosine (first 2048 samples, 2 epochs)
-  teacher_convnet    MNIST-1D ConvNet [32, 64, 64] norm "instance" and "none" (the configured teacher
-                     uses BatchNorm, which the batched path refuses), same train settings
+  teacher_convnet    MNIST-1D ConvNet [32, 64, 64] norm "batch" (the configured teacher), "instance"
+                     and "none", same train settings
   kd_student         MNIST-1D MLP [64] student, vanilla KD (a 0.5, tau 4) from its own frozen
                      BatchNorm ConvNet teacher [32, 64, 64] (eval mode: batchable)
-  pgd_student        MNIST-1D MLP [64] student, PGD-AT (PGD-3, eps 0.03) as the MTARD baseline
+  pgd_student        MNIST-1D MLP [64] student, PGD-AT (PGD-3, eps 0.03)
+  mtard_pgd_student  the MTARD study's student, ConvNet [16, 32] BatchNorm, PGD-AT with the study's
+                     training attack (PGD-5, eps 0.03, step 0.015, normal start), 1 epoch
   dd_evaluation_ipc1, dd_evaluation_ipc10
                      the DD study's evaluation networks (studies/dataset_distillation.py
                      train_networks, batch 1 vs K): digits ConvNet [16, 32] instance norm on
@@ -36,7 +38,7 @@ from torch.nn import functional as F
 
 from lifelearn.data import load_dataset, prepare_dataset
 from lifelearn.distill.kd import fused_loss, per_sample_ce, per_sample_kd
-from lifelearn.evaluate.robustness import pgd_attack
+from lifelearn.evaluate.robustness import pgd_from_config
 from lifelearn.io import write_json
 from lifelearn.models import build_model
 from lifelearn.train.batched import StackedModels, fit_batched, fit_single, kd_loss, pgd_loss, template_order
@@ -44,6 +46,7 @@ from lifelearn.train.batched import StackedModels, fit_batched, fit_single, kd_l
 ROOT = Path(__file__).resolve().parents[1]
 ADAM = {"optimizer": "adam", "lr": 0.003, "weight_decay": 0.0001, "schedule": "cosine", "batch_size": 128, "epochs": 2}
 ATTACK = {"eps": 0.03, "step_size": 0.025, "steps": 3, "random_start": "uniform"}
+MTARD_ATTACK = {"eps": 0.03, "step_size": 0.015, "steps": 5, "random_start": "normal"}  # config/studies/mtard.yaml
 
 
 def dataset(name: str):
@@ -86,11 +89,13 @@ def cases(digits, mnist1d):
     yield "continual_offline", digits, mlp100, class_tasks(dx, dy), {"epochs": 5, "batch_size": 32, "optimizer": "sgd",
                                                                     "lr": 0.05}, None
     yield "teacher_mlp", mnist1d, {"arch": "mlp", "hidden": [256, 256]}, [(mx, my)], ADAM, None
-    for norm in ("instance", "none"):
+    for norm in ("batch", "instance", "none"):
         yield f"teacher_convnet_{norm}", mnist1d, {"arch": "convnet", "channels": [32, 64, 64], "norm": norm}, \
             [(mx, my)], ADAM, None
     yield "kd_student", mnist1d, student, [(mx, my)], ADAM, "kd"
-    yield "pgd_student", mnist1d, student, [(mx, my)], {**ADAM, "epochs": 1}, "pgd"
+    yield "pgd_student", mnist1d, student, [(mx, my)], {**ADAM, "epochs": 1}, ("pgd", ATTACK)
+    yield "mtard_pgd_student", mnist1d, {"arch": "convnet", "channels": [16, 32]}, [(mx, my)], \
+        {**ADAM, "epochs": 1}, ("pgd", MTARD_ATTACK)
 
 
 def losses(kind, ds, seeds):
@@ -106,11 +111,13 @@ def losses(kind, ds, seeds):
                 return fused_loss(0.5, per_sample_kd(s, t, 4.0), per_sample_ce(s, yb))
             return loss
         return seq, lambda stacked: kd_loss(StackedModels(teachers, training=False), 0.5, 4.0)
-    if kind == "pgd":
+    if kind and kind[0] == "pgd":
+        attack = kind[1]
+
         def seq(k):
             g = torch.Generator().manual_seed(1000 + seeds[k])
-            return lambda m, xb, yb: F.cross_entropy(m(pgd_attack(m, xb, yb, 0.03, 0.025, 3, "uniform", g)), yb)
-        return seq, lambda stacked: pgd_loss(ATTACK, [torch.Generator().manual_seed(1000 + s) for s in seeds])
+            return lambda m, xb, yb: F.cross_entropy(m(pgd_from_config(m, xb, yb, attack, g)), yb)
+        return seq, lambda stacked: pgd_loss(attack, [torch.Generator().manual_seed(1000 + s) for s in seeds])
     return None, None
 
 

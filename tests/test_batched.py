@@ -28,6 +28,7 @@ SHAPE = (1, 20)
 MLP = {"arch": "mlp", "hidden": [16, 16]}
 CONV_INSTANCE = {"arch": "convnet", "channels": [4, 8], "norm": "instance"}
 CONV_NONE = {"arch": "convnet", "channels": [4, 8], "norm": "none"}
+CONV_BATCH = {"arch": "convnet", "channels": [4, 8], "norm": "batch"}
 SGD = {"epochs": 2, "batch_size": 16, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4}
 ADAM = {"epochs": 2, "batch_size": 16, "optimizer": "adam", "lr": 0.01, "weight_decay": 1e-4, "schedule": "cosine"}
 ADAMW = {"epochs": 2, "batch_size": 10, "optimizer": "adamw", "lr": 0.01, "weight_decay": 1e-2,
@@ -244,9 +245,41 @@ def test_pgd_trained_students_equal_their_sequential_runs():
     assert_same_models(stacked.write_back(), alone)
 
 
+@pytest.mark.parametrize("cfg", [SGD, ADAM], ids=["sgd-momentum-wd", "adam-cosine"])
+@pytest.mark.parametrize("loss", ["ce", "pgd"])
+def test_batchnorm_models_in_training_equal_their_sequential_runs(cfg, loss):
+    """The layers backend batches BatchNorm in training: weights, running mean / var and
+    num_batches_tracked equal each seed's own run (CE, and PGD-AT whose attack sees the
+    model in eval mode, linf_pgd)."""
+    x, y = data()
+    alone = []
+    for s in SEEDS:
+        m, g, ag = model(CONV_BATCH, s), torch.Generator().manual_seed(s), torch.Generator().manual_seed(100 + s)
+        one = None if loss == "ce" else (
+            lambda mm, xb, yb, ag=ag: F.cross_entropy(mm(pgd_attack(mm, xb, yb, 0.1, 0.04, 3, "uniform", ag)), yb))
+        fit_single(m, x, y, cfg, lambda e, n, g=g: torch.randperm(n, generator=g), one)
+        alone.append(m)
+    stacked = StackedModels([model(CONV_BATCH, s) for s in SEEDS])
+    assert stacked.backend == "layers"
+    gens = [torch.Generator().manual_seed(100 + s) for s in SEEDS]
+    fit_batched(stacked, x, y, cfg, template_order(SEEDS), ce_loss if loss == "ce" else pgd_loss(ATTACK, gens))
+    batched = stacked.write_back()
+    assert_same_models([m.eval() for m in batched], [m.eval() for m in alone])  # running statistics too
+    bn = batched[0].body[1]
+    assert int(bn.num_batches_tracked) == int(alone[0].body[1].num_batches_tracked) > 0
+    assert not torch.allclose(batched[0].body[1].running_mean, batched[1].body[1].running_mean)
+    # accuracy evaluates in eval mode: each model's own eval accuracy, running statistics untouched
+    tracked = stacked.buffers["module.body.1.num_batches_tracked"].clone()
+    with torch.no_grad():
+        own = torch.tensor([(m(x).argmax(1) == y).float().mean().item() for m in alone])
+    torch.testing.assert_close(stacked.accuracy(x, y, batch_size=32), own)
+    assert torch.equal(stacked.buffers["module.body.1.num_batches_tracked"], tracked)
+
+
 def test_refuses_what_vmap_cannot_batch_exactly():
     with pytest.raises(ValueError, match="BatchNorm"):
-        StackedModels([model({"arch": "convnet", "channels": [4], "norm": "batch"}, s) for s in SEEDS])
+        StackedModels([model({"arch": "convnet", "channels": [4], "norm": "batch"}, s) for s in SEEDS],
+                      backend="vmap")
     with pytest.raises(ValueError, match="dropout"):
         StackedModels([torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Dropout(0.5)) for _ in SEEDS])
     with pytest.raises(ValueError, match="backend 'layers' does not support"):

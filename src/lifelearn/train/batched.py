@@ -22,9 +22,11 @@ What is batched and why it is exact
   batch of model k is the batch seed k would see alone.
 
 Where vmap cannot serve (refused with a clear error, `check_batchable`)
-- BatchNorm in training mode: its running statistics are updated in place, which vmap
-  cannot do on stacked buffers (torch.func docs, "Patching Batch Norm"); in eval mode it is
-  a pure function of its buffers and is allowed (frozen teachers).
+- BatchNorm in training mode on the "vmap" backend: its running statistics are updated in
+  place, which vmap does not do on stacked buffers (torch.func docs, "Patching Batch
+  Norm"); in eval mode it is a pure function of its buffers and is allowed (frozen
+  teachers). The "layers" backend batches it exactly in training too (see _StackedLayers):
+  BatchNorm's statistics are per channel, and model k's channels hold only model k's batch.
 - Dropout in training mode: its random masks would come from one stream for all K models,
   so no model would match its sequential run.
 - Data-dependent Python control flow inside a forward (vmap traces one program for all K).
@@ -78,15 +80,16 @@ def check_train_config(cfg: dict) -> None:
                          "sequentially")
 
 
-def check_batchable(model: nn.Module, training: bool = True) -> None:
-    """Raise ValueError naming the first module vmap cannot batch exactly (see module docstring)."""
+def check_batchable(model: nn.Module, training: bool = True, backend: str = "vmap") -> None:
+    """Raise ValueError naming the first module `backend` cannot batch exactly (see module docstring)."""
     if not training:
         return
     for name, module in model.named_modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            raise ValueError(f"seed-batched training refuses {name or 'the model'} ({type(module).__name__}): "
-                             "BatchNorm updates running statistics in place, which vmap cannot batch; "
-                             "use convnet norm 'instance' or 'none', or train the seeds sequentially")
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and backend != "layers":
+            raise ValueError(f"seed-batched training refuses {name or 'the model'} ({type(module).__name__}) on "
+                             "the vmap backend: BatchNorm updates running statistics in place, which vmap cannot "
+                             "batch; use a model the 'layers' backend supports (MLP/ConvNet Backbone), convnet norm "
+                             "'instance' or 'none', or train the seeds sequentially")
         if isinstance(module, nn.modules.dropout._DropoutNd):
             raise ValueError(f"seed-batched training refuses {name} ({type(module).__name__}): dropout masks "
                              "would not follow each seed's own random stream")
@@ -110,7 +113,7 @@ class _StackedLayers:
     """The same stacked parameters run layer by layer with batched kernels instead of
     vmap: a Linear is one `baddbmm` over the K models, a Conv one grouped convolution
     (groups = K) on the models' channels side by side, GroupNorm one group_norm with K
-    times the groups, BatchNorm (eval only) one batch_norm over K x C channels. The same
+    times the groups, BatchNorm one batch_norm over K x C channels. The same
     arithmetic per model as vmap's batching rules, without vmap's and functional_call's
     per-call Python overhead (about 2.5 ms a step on this project's machine, more than a
     digits MLP's whole step). Serves Backbones (models/base.py) whose body is a
@@ -121,7 +124,15 @@ class _StackedLayers:
     transposed ([K, in, out], contiguous; `StackedModels.write_back` turns them back): the
     gradient of x @ W^T with respect to W^T is then contiguous, so autograd accumulates it
     without a strided copy (a third of a digits MLP step on this machine). The optimiser
-    is elementwise, so the layout does not change the update."""
+    is elementwise, so the layout does not change the update.
+
+    BatchNorm in training mode is exact here: in the merged layout a channel of model k
+    holds model k's batch only, so batch_norm's per-channel batch statistics are model k's,
+    and its in-place update of the flattened [K * C] running statistics (views of the
+    stacked buffers) is model k's own update (same momentum, same unbiased variance over
+    B x spatial); num_batches_tracked counts the training forwards as nn.BatchNorm does.
+    `__call__(..., training=False)` runs it on the running statistics instead (a model put in
+    eval mode, e.g. while PGD attacks it, evaluate.robustness.linf_pgd)."""
 
     def __init__(self, base: nn.Module, params: dict, buffers: dict, training: bool):
         self.base, self.p, self.b, self.training = base, params, buffers, training
@@ -137,7 +148,7 @@ class _StackedLayers:
                 if layer.groups != 1 or layer.padding_mode != "zeros" or isinstance(layer.padding, str):
                     return False
             elif isinstance(layer, nn.modules.batchnorm._BatchNorm):
-                if training or not layer.track_running_stats:
+                if not layer.track_running_stats:
                     return False
             elif isinstance(layer, nn.Flatten):
                 if layer.start_dim != 1 or layer.end_dim != -1:
@@ -146,7 +157,8 @@ class _StackedLayers:
                 return False
         return True
 
-    def __call__(self, x: torch.Tensor, method: str, params: dict) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, method: str, params: dict, training: bool | None = None) -> torch.Tensor:
+        training = self.training if training is None else training
         if method == "head":
             return self._linear(x, "module.head", params)
         if method not in ("forward", "features"):
@@ -174,15 +186,26 @@ class _StackedLayers:
                 x = F.group_norm(x, K * layer.num_groups, None if w is None else w.flatten(),
                                  None if bias is None else bias.flatten(), layer.eps)
             elif isinstance(layer, nn.modules.batchnorm._BatchNorm):
-                w, bias = params.get(f"{name}.weight"), params.get(f"{name}.bias")
-                x = F.batch_norm(x, self.b[f"{name}.running_mean"].flatten(), self.b[f"{name}.running_var"].flatten(),
-                                 None if w is None else w.flatten(), None if bias is None else bias.flatten(),
-                                 False, 0.0, layer.eps)
+                x = self._batch_norm(x, layer, name, params, training)
             else:  # parameter-free, per channel and sample: ReLU, pooling
                 x = layer(x)
         if layout == "merged":
             x = x.reshape(x.shape[0], K, -1).transpose(0, 1)
         return x if method == "features" else self._linear(x, "module.head", params)
+
+    def _batch_norm(self, x: torch.Tensor, layer, name: str, params: dict, training: bool) -> torch.Tensor:
+        """nn.BatchNorm's forward (_BatchNorm.forward) on the merged layout: batch statistics
+        and a running-statistics update in training, the running statistics in eval."""
+        w, bias = params.get(f"{name}.weight"), params.get(f"{name}.bias")
+        momentum = 0.0
+        if training:
+            tracked = self.b[f"{name}.num_batches_tracked"]
+            tracked.add_(1)
+            momentum = 1.0 / float(tracked[0]) if layer.momentum is None else layer.momentum
+        # contiguous [K, C] buffers: flatten() is a view, so batch_norm updates them in place
+        return F.batch_norm(x, self.b[f"{name}.running_mean"].flatten(), self.b[f"{name}.running_var"].flatten(),
+                            None if w is None else w.flatten(), None if bias is None else bias.flatten(),
+                            training, momentum, layer.eps)
 
     def linear_weights(self) -> list[str]:
         names = [f"module.body.{i}.weight" for i, layer in enumerate(self.base.body) if isinstance(layer, nn.Linear)]
@@ -213,13 +236,6 @@ class StackedModels:
         shapes = [{k: tuple(v.shape) for k, v in m.state_dict().items()} for m in self.models]
         if any(s != shapes[0] for s in shapes[1:]):
             raise ValueError("StackedModels needs K models of one architecture (state_dict keys and shapes differ)")
-        for model in self.models:
-            check_batchable(model, training)
-        params, buffers = stack_module_state(self.models)
-        self.params = {f"module.{k}": v for k, v in params.items()}
-        self.buffers = {f"module.{k}": v for k, v in buffers.items()}
-        self._base = _Method(copy.deepcopy(self.models[0]).to("meta"))
-        self._calls: dict = {}
         if backend not in ("auto", "vmap", "layers"):
             raise ValueError(f"unknown StackedModels backend {backend!r}; allowed: auto, layers, vmap")
         layers_ok = _StackedLayers.supports(self.models[0], training)
@@ -227,6 +243,13 @@ class StackedModels:
             raise ValueError(f"backend 'layers' does not support {type(self.models[0]).__name__} "
                              f"(training={training}); use backend 'vmap'")
         self.backend = "layers" if backend == "layers" or (backend == "auto" and layers_ok) else "vmap"
+        for model in self.models:
+            check_batchable(model, training, self.backend)
+        params, buffers = stack_module_state(self.models)
+        self.params = {f"module.{k}": v for k, v in params.items()}
+        self.buffers = {f"module.{k}": v for k, v in buffers.items()}
+        self._base = _Method(copy.deepcopy(self.models[0]).to("meta"))
+        self._calls: dict = {}
         self._layers = _StackedLayers(self._base.module, self.params, self.buffers, training)
         self._transposed = set(self._layers.linear_weights()) if self.backend == "layers" else set()
         for name in self._transposed:
@@ -239,12 +262,15 @@ class StackedModels:
         return list(self.params.values())
 
     def __call__(self, x: torch.Tensor, method: str = "forward", shared: bool = False,
-                 detach: bool = False) -> torch.Tensor:
+                 detach: bool = False, eval_mode: bool = False) -> torch.Tensor:
+        """`eval_mode`: as the models in eval mode (BatchNorm on its running statistics,
+        no update) whatever `training` they were stacked with; the vmap backend holds no
+        BatchNorm or dropout in training, so there the mode changes nothing."""
         params = {k: v.detach() for k, v in self.params.items()} if detach else self.params
         if self.backend == "layers":
             if shared:
                 x = x.expand(len(self), *x.shape)
-            return self._layers(x, method, params)
+            return self._layers(x, method, params, False if eval_mode else None)
         key = (method, shared)
         if key not in self._calls:
             base = self._base
@@ -272,7 +298,7 @@ class StackedModels:
         """Accuracy of each model on the common split (x, y): shape [K]."""
         correct = torch.zeros(len(self), device=y.device)
         for i in range(0, len(y), batch_size):
-            out = self(x[i:i + batch_size], shared=True)
+            out = self(x[i:i + batch_size], shared=True, eval_mode=True)
             correct += (out.argmax(-1) == y[i:i + batch_size]).sum(-1)
         return correct / len(y)
 
@@ -350,7 +376,8 @@ def pgd_attack_batched(stacked: StackedModels, x: torch.Tensor, y: torch.Tensor,
                        steps: int, start: str, generators: Sequence[torch.Generator | None]) -> torch.Tensor:
     """evaluate.robustness.pgd_attack (Madry et al. 2018) for K models at once: x [K, B, ...].
     The gradient of the summed losses w.r.t. x_adv[k] is model k's own input gradient, so
-    each slice follows its sequential attack; random starts come from generator k."""
+    each slice follows its sequential attack; random starts come from generator k. The
+    models are attacked in eval mode, as linf_pgd attacks one model."""
     from lifelearn.evaluate.robustness import random_start
 
     x = x.detach()
@@ -359,7 +386,7 @@ def pgd_attack_batched(stacked: StackedModels, x: torch.Tensor, y: torch.Tensor,
     for _ in range(steps):
         x_adv.requires_grad_(True)
         with torch.enable_grad():
-            loss = per_model_ce(stacked(x_adv, detach=True), y).sum()
+            loss = per_model_ce(stacked(x_adv, detach=True, eval_mode=True), y).sum()
             (grad,) = torch.autograd.grad(loss, x_adv)
         x_adv = torch.max(torch.min(x_adv.detach() + step_size * grad.sign(), upper), lower)
     return x_adv.detach()
