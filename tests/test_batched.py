@@ -16,7 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from lifelearn.distill.kd import fused_loss, per_sample_ce, per_sample_kd
-from lifelearn.evaluate.robustness import pgd_attack
+from lifelearn.evaluate.robustness import pgd_attack, pgd_from_config
 from lifelearn.models import build_model
 from lifelearn.train.optim import build_optimizer
 from lifelearn.train.batched import (StackedModels, ce_loss, check_train_config, fit_batched, fit_single, kd_loss,
@@ -213,6 +213,11 @@ def test_kd_students_against_their_own_batchnorm_teachers():
 ATTACK = {"eps": 0.1, "step_size": 0.04, "steps": 3, "random_start": "uniform"}
 
 
+def pgd_at_alone(generator: torch.Generator):
+    """The sequential PGD-AT loss of one model (train/adversarial.py): CE on its own ATTACK examples."""
+    return lambda m, xb, yb: F.cross_entropy(m(pgd_from_config(m, xb, yb, ATTACK, generator)), yb)
+
+
 def test_batched_pgd_equals_each_models_attack():
     x, y = data(8)
     models = [model(CONV_NONE, s) for s in SEEDS]
@@ -233,11 +238,9 @@ def test_pgd_trained_students_equal_their_sequential_runs():
     cfg = {**ADAM, "epochs": 1}
     alone = []
     for s in SEEDS:
-        m, g, ag = model(MLP, s), torch.Generator().manual_seed(s), torch.Generator().manual_seed(100 + s)
-
-        def loss(mm, xb, yb, ag=ag):
-            return F.cross_entropy(mm(pgd_attack(mm, xb, yb, 0.1, 0.04, 3, "uniform", ag)), yb)
-        fit_single(m, x, y, cfg, lambda e, n, g=g: torch.randperm(n, generator=g), loss)
+        m, g = model(MLP, s), torch.Generator().manual_seed(s)
+        fit_single(m, x, y, cfg, lambda e, n, g=g: torch.randperm(n, generator=g),
+                   pgd_at_alone(torch.Generator().manual_seed(100 + s)))
         alone.append(m)
     stacked = StackedModels([model(MLP, s) for s in SEEDS])
     gens = [torch.Generator().manual_seed(100 + s) for s in SEEDS]
@@ -254,9 +257,8 @@ def test_batchnorm_models_in_training_equal_their_sequential_runs(cfg, loss):
     x, y = data()
     alone = []
     for s in SEEDS:
-        m, g, ag = model(CONV_BATCH, s), torch.Generator().manual_seed(s), torch.Generator().manual_seed(100 + s)
-        one = None if loss == "ce" else (
-            lambda mm, xb, yb, ag=ag: F.cross_entropy(mm(pgd_attack(mm, xb, yb, 0.1, 0.04, 3, "uniform", ag)), yb))
+        m, g = model(CONV_BATCH, s), torch.Generator().manual_seed(s)
+        one = None if loss == "ce" else pgd_at_alone(torch.Generator().manual_seed(100 + s))
         fit_single(m, x, y, cfg, lambda e, n, g=g: torch.randperm(n, generator=g), one)
         alone.append(m)
     stacked = StackedModels([model(CONV_BATCH, s) for s in SEEDS])

@@ -157,8 +157,7 @@ class _StackedLayers:
                 return False
         return True
 
-    def __call__(self, x: torch.Tensor, method: str, params: dict, training: bool | None = None) -> torch.Tensor:
-        training = self.training if training is None else training
+    def __call__(self, x: torch.Tensor, method: str, params: dict, training: bool) -> torch.Tensor:
         if method == "head":
             return self._linear(x, "module.head", params)
         if method not in ("forward", "features"):
@@ -270,7 +269,7 @@ class StackedModels:
         if self.backend == "layers":
             if shared:
                 x = x.expand(len(self), *x.shape)
-            return self._layers(x, method, params, False if eval_mode else None)
+            return self._layers(x, method, params, self._layers.training and not eval_mode)
         key = (method, shared)
         if key not in self._calls:
             base = self._base
