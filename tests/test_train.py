@@ -21,7 +21,7 @@ from lifelearn.models import build_model
 from lifelearn.models.checkpoint import load_model
 from lifelearn.train.data import InMemoryDataModule, TensorBatches, random_crop_flip
 from lifelearn.io import work_dir
-from lifelearn.train.fit import fit, log_epoch_lost_at_kill
+from lifelearn.train.fit import fit, log_rows_lost_at_kill, send_rows
 from lifelearn.train.module import ClassifierModule
 from lifelearn.train.optim import OPTIMIZERS, SCHEDULES, build_optimizer, build_scheduler
 from lifelearn.train.runner import train_and_test
@@ -417,24 +417,49 @@ def _fit_epochs(ds, workdir: Path, max_epochs: int) -> EpochCountingModule:
     return module
 
 
-def test_epoch_lost_between_checkpoint_and_logger_reaches_mlflow_on_resume(digits, tmp_path):
-    """A kill after epoch 1's checkpoint but before its metrics reached MLflow: the resume
-    sends that epoch's row (at Lightning's step) once; a complete run gets nothing."""
+@pytest.mark.parametrize("reached", [0, 1, 2])
+def test_rows_lost_between_checkpoint_and_logger_reach_mlflow_on_resume(digits, tmp_path, reached):
+    """A kill after epoch 1's checkpoint when only the first `reached` rows had reached
+    MLflow: the resume sends the others, each at Lightning's epoch-end step, once; a
+    complete run gets nothing."""
     from pytorch_lightning.loggers import MLFlowLogger
 
     module = _fit_epochs(digits, tmp_path / "work", 2)
     last = tmp_path / "work" / "last.ckpt"
+    per_epoch = math.ceil(len(digits.y_train) / RESUME_CFG["batch_size"])
+    steps = [per_epoch - 1, 2 * per_epoch - 1]
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run = tracking.tracked_run(tracking.RunContext(uri, "test"), "resume", "r", {}, {})
     with run as tracked:
         logger = MLFlowLogger(experiment_name="resume", run_id=tracked.run_id, tracking_uri=uri)
-        logger.log_metrics({"val_acc": module.history[0]["val_acc"]}, step=1)  # epoch 0 reached MLflow
-        log_epoch_lost_at_kill(logger, last)
-        log_epoch_lost_at_kill(logger, last)  # now complete: nothing more
-        points = logger.experiment.get_metric_history(tracked.run_id, "val_acc")
-    step = torch.load(last, weights_only=True)["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"]
-    assert [(p.step, p.value) for p in sorted(points, key=lambda p: p.step)] == [
-        (1, pytest.approx(module.history[0]["val_acc"])), (step, pytest.approx(module.history[1]["val_acc"]))]
+        send_rows(logger, list(zip(module.history, steps))[:reached])
+        log_rows_lost_at_kill(logger, last)
+        log_rows_lost_at_kill(logger, last)  # now complete: nothing more
+        for key in ("epoch", "val_acc", "train_loss"):
+            points = sorted((p.step, p.value) for p in logger.experiment.get_metric_history(tracked.run_id, key))
+            assert points == [(step, pytest.approx(row[key], rel=1e-12)) for row, step in zip(module.history, steps)]
+
+
+def test_each_epoch_row_reaches_mlflow_once_at_lightnings_epoch_step(digits, tmp_path):
+    """Every history key (and `epoch`) is one MLflow point per epoch, at the step Lightning's
+    own epoch-end logging uses (batches stepped so far - 1), with the history's value."""
+    from pytorch_lightning.loggers import MLFlowLogger
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with tracking.tracked_run(tracking.RunContext(uri, "test"), "rows", "r", {}, {}) as tracked:
+        logger = MLFlowLogger(experiment_name="rows", run_id=tracked.run_id, tracking_uri=uri)
+        pl.seed_everything(7, workers=True)
+        module = EpochCountingModule(build_model(RESUME_SPEC, digits.input_shape, digits.num_classes, digits.mean,
+                                                 digits.std), RESUME_CFG)
+        dm = InMemoryDataModule(digits, RESUME_CFG["batch_size"], seed=7)
+        fit(module, dm, 3, tmp_path / "work", logger, TRAINER)
+        client = logger.experiment
+    per_epoch = math.ceil(len(digits.y_train) / RESUME_CFG["batch_size"])
+    assert len(module.history) == 3
+    for key in module.history[0]:
+        points = sorted((p.step, p.value) for p in client.get_metric_history(tracked.run_id, key))
+        assert points == [(per_epoch * (e + 1) - 1, pytest.approx(float(row[key]), rel=1e-12))
+                          for e, row in enumerate(module.history)], key
 
 
 def test_resume_matches_uninterrupted_run(digits, tmp_path):
@@ -475,3 +500,39 @@ def test_work_dir_keyed_by_config(tmp_path):
     assert a != work_dir(final, teacher, 0, {**TRAINER, "precision": "bf16-mixed"})
     assert a != work_dir(final.with_name("seed1.pt"), teacher, 0, TRAINER)
     assert np.unique([work_dir(final, teacher, s, TRAINER).name for s in range(20)]).size == 20
+
+
+class DivergesAtEpoch2(ClassifierModule):
+    def on_train_epoch_end(self) -> None:
+        if self.current_epoch == 2:
+            raise FloatingPointError("diverged")
+        super().on_train_epoch_end()
+
+
+@pytest.mark.parametrize("flush_every_s, writes", [(0.0, 3), (1e9, 1)])
+def test_epoch_rows_are_written_per_epoch_or_together_and_a_failed_fit_keeps_its_curve(
+        digits, tmp_path, monkeypatch, flush_every_s, writes):
+    """Rows reach MLflow one write per epoch when epochs outlast FLUSH_EVERY_S, in one write
+    when the fit is shorter; a fit that fails in epoch 2 still leaves epochs 0 and 1."""
+    from pytorch_lightning.loggers import MLFlowLogger
+
+    import lifelearn.train.fit as fit_module
+
+    monkeypatch.setattr(fit_module, "FLUSH_EVERY_S", flush_every_s)
+    calls = []
+    real = tracking.log_points
+    monkeypatch.setattr(tracking, "log_points", lambda *a: (calls.append(1), real(*a)))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for name, cls, epochs in (("ok", ClassifierModule, 3), ("fails", DivergesAtEpoch2, 4)):
+        calls.clear()
+        with tracking.tracked_run(tracking.RunContext(uri, "test"), "rows", name, {}, {}) as tracked:
+            logger = MLFlowLogger(experiment_name="rows", run_id=tracked.run_id, tracking_uri=uri)
+            module = cls(build_model(RESUME_SPEC, digits.input_shape, digits.num_classes, digits.mean, digits.std),
+                         RESUME_CFG)
+            try:
+                fit(module, InMemoryDataModule(digits, RESUME_CFG["batch_size"], seed=7), epochs, None, logger, TRAINER)
+            except FloatingPointError:
+                assert name == "fails"
+            points = logger.experiment.get_metric_history(tracked.run_id, "epoch")
+        assert sorted(p.value for p in points) == [0.0, 1.0, 2.0][:len(module.history)]
+        assert len(calls) == (writes if name == "ok" else min(writes, 2))

@@ -210,7 +210,7 @@ class DatasetRef:
 
 
 @timed("logging")
-def _log_points(client, run_id: str, points: Iterable[tuple[str, float, int]]) -> None:
+def log_points(client, run_id: str, points: Iterable[tuple[str, float, int]]) -> None:
     """Log (key, value, step) points, one timestamp for all, in log_batch calls of at
     most MAX_BATCH_METRICS (a call per point would cost a store write each)."""
     from mlflow.entities import Metric
@@ -234,7 +234,7 @@ class TrackedRun:
 
     def log_series(self, points: Iterable[tuple[str, float, int]]) -> None:
         """Log (key, value, step) points in as few store writes as MLflow allows."""
-        _log_points(_client(self.tracking_uri), self.run_id, points)
+        log_points(_client(self.tracking_uri), self.run_id, points)
 
     @timed("logging")
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
@@ -341,7 +341,7 @@ def log_seed_aggregates(uri: str, records: list) -> None:
             groups.setdefault(parent, []).append(record.metrics)
     for parent, metrics in groups.items():
         points = {**aggregate_metrics(seed_summary(metrics)), "n_seeds": len(metrics)}
-        _log_points(client, parent, [(k, v, 0) for k, v in points.items()])
+        log_points(client, parent, [(k, v, 0) for k, v in points.items()])
 
 
 def _parent_of(client, run_id: str) -> str | None:

@@ -279,7 +279,7 @@ def log_sweep(job, selection: dict) -> str | None:
     of its seed runs) nested under it. Returns its id; None when the store lacks the runs."""
     from mlflow.exceptions import MlflowException
 
-    from lifelearn.tracking import PARENT_RUN_TAG, RUN_LEVEL_TAG, _client, _create_run, _log_points, experiment_id
+    from lifelearn.tracking import PARENT_RUN_TAG, RUN_LEVEL_TAG, _client, _create_run, log_points, experiment_id
 
     uri = job.ctx.tracking_uri
     client = _client(uri)
@@ -290,7 +290,7 @@ def log_sweep(job, selection: dict) -> str | None:
                           "budget": selection["budget"], "chosen": selection["chosen"]})
     points = [(f"{selection['metric']}_c{i}", m, 0) for i, m in enumerate(selection["scores_mean"])]
     points.append((f"{selection['metric']}_chosen", selection["scores_mean"][selection["chosen_index"]], 0))
-    _log_points(client, run_id, points)
+    log_points(client, run_id, points)
     for seed_runs in selection["candidate_runs"]:
         try:
             parent = client.get_run(seed_runs[0]).data.tags.get(PARENT_RUN_TAG)

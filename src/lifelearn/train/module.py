@@ -18,7 +18,8 @@ from lifelearn.train.optim import build_optimizer, build_scheduler
 
 
 class ClassifierModule(pl.LightningModule):
-    """Cross-entropy training of `model`; logs train/val loss and accuracy per epoch."""
+    """Cross-entropy training of `model`; records train/val loss and accuracy per epoch in
+    `history` (train.fit.EpochRows sends each row to the loggers)."""
 
     def __init__(self, model: nn.Module, train_cfg: dict):
         super().__init__()
@@ -68,7 +69,6 @@ class ClassifierModule(pl.LightningModule):
                 f"lower train.lr (now {self.train_cfg.get('lr')}, optimizer {self.train_cfg.get('optimizer')})")
         row.update(self.extra_epoch_metrics())
         self.history.append(row)
-        self.log_dict({k: float(v) for k, v in row.items() if k != "epoch"}, on_epoch=True)
 
     def extra_epoch_metrics(self) -> dict[str, float]:
         """Method-specific epoch metrics (e.g. balance weights) for history and MLflow."""
