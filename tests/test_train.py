@@ -408,12 +408,12 @@ class EpochCountingModule(ClassifierModule):
         self.epochs_trained.append(self.current_epoch)
 
 
-def _fit_epochs(ds, workdir: Path, max_epochs: int) -> EpochCountingModule:
+def _fit_epochs(ds, workdir: Path, max_epochs: int, logger=False) -> EpochCountingModule:
     pl.seed_everything(7, workers=True)
     model = build_model(RESUME_SPEC, ds.input_shape, ds.num_classes, ds.mean, ds.std)
     module = EpochCountingModule(model, RESUME_CFG)
     dm = InMemoryDataModule(ds, RESUME_CFG["batch_size"], seed=7, augment="crop_flip")
-    fit(module, dm, max_epochs, workdir, False, TRAINER)
+    fit(module, dm, max_epochs, workdir, logger, TRAINER)
     return module
 
 
@@ -448,11 +448,7 @@ def test_each_epoch_row_reaches_mlflow_once_at_lightnings_epoch_step(digits, tmp
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with tracking.tracked_run(tracking.RunContext(uri, "test"), "rows", "r", {}, {}) as tracked:
         logger = MLFlowLogger(experiment_name="rows", run_id=tracked.run_id, tracking_uri=uri)
-        pl.seed_everything(7, workers=True)
-        module = EpochCountingModule(build_model(RESUME_SPEC, digits.input_shape, digits.num_classes, digits.mean,
-                                                 digits.std), RESUME_CFG)
-        dm = InMemoryDataModule(digits, RESUME_CFG["batch_size"], seed=7)
-        fit(module, dm, 3, tmp_path / "work", logger, TRAINER)
+        module = _fit_epochs(digits, tmp_path / "work", 3, logger)
         client = logger.experiment
     per_epoch = math.ceil(len(digits.y_train) / RESUME_CFG["batch_size"])
     assert len(module.history) == 3
