@@ -131,3 +131,53 @@ def test_our_pgd_equals_arts_pgd_from_the_same_start(start, monkeypatch):
     torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
     with torch.no_grad():
         assert torch.equal(model(ours).argmax(1), model(theirs).argmax(1))
+
+
+# -- the vectorised DLR against ART's ---------------------------------------------------
+def _arts_dlr_apgd(estimator, **kw):
+    from art.attacks.evasion import AutoProjectedGradientDescent
+
+    return AutoProjectedGradientDescent(estimator, norm=np.inf, loss_type="difference_logits_ratio", verbose=False,
+                                        **kw)
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_dlr_loss_is_arts_bit_for_bit(reduction):
+    """Values and gradients equal ART's loop, on logits with ties and with targets that are
+    the top class, the second class or neither."""
+    from lifelearn.evaluate.autoattack import DifferenceLogitsRatio
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(64, 10, generator=gen)
+    logits[:8, :2] = 4.0  # two-way ties at the top (a three-way tie divides by zero in both)
+    target = torch.randint(0, 10, (64,), generator=gen)
+    target[8:16] = logits[8:16].argmax(1)
+    target[16:24] = logits[16:24].argsort(1)[:, -2]
+    one_hot = np.eye(10, dtype=np.float32)[target.numpy()]
+    arts = _arts_dlr_apgd(art_classifier(torch.nn.Linear(10, 10), (10,), 10), eps=0.1).estimator._loss
+    results = []
+    for loss in (arts, DifferenceLogitsRatio()):
+        z = logits.clone().requires_grad_(True)
+        loss.reduction = reduction
+        value = loss(z, torch.from_numpy(one_hot))
+        value.backward(torch.ones_like(value))
+        results.append((value.detach(), z.grad))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+    assert results[0][1].abs().sum() > 0
+
+
+def test_apgd_t_with_the_vectorised_dlr_is_arts():
+    """One targeted APGD run through evaluate.autoattack's attack and through ART's own DLR,
+    same seed: the same examples bit for bit."""
+    from lifelearn.evaluate.autoattack import _attack
+
+    model, x, y = _trained((1, 8), classes=4)
+    est = art_classifier(model, x.shape[1:], 4)
+    targets = np.eye(4, dtype=np.float32)[((y + 1) % 4).numpy()]
+    s = autoattack_settings({"eps": 0.15, "samples": len(y), **FAST})
+    np.random.seed(1)
+    ours = _attack("apgd-t", est, s, targeted=True).generate(x.numpy(), targets)
+    np.random.seed(1)
+    theirs = _arts_dlr_apgd(est, eps=0.15, eps_step=0.3, max_iter=FAST["iterations"], targeted=True,
+                            nb_random_init=1, batch_size=500).generate(x.numpy(), targets)
+    assert np.array_equal(ours, theirs) and not np.array_equal(ours, x.numpy())

@@ -25,6 +25,9 @@ Where this differs from RobustBench's reference `autoattack` package:
 - ART's APGD keeps the last iterate rather than the best one found, and its targeted DLR
   is -(z_t - max_{i != t} z_i) / (z_pi1 - z_pi3) (ART's form) rather than the
   reference's -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2).
+The targeted DLR loss is ART's formula computed without its Python loop over the samples
+(`DifferenceLogitsRatio`, the same values and gradients, bit for bit: tests); that loop
+was about a quarter of an MNIST-1D AutoAttack's time (benchmarks/autoattack_cost.py).
 ART draws its random starts and Square's proposals from numpy's global generator: it is
 seeded per call (and its previous state restored), so the result is reproducible.
 
@@ -65,14 +68,42 @@ def autoattack_settings(cfg: dict) -> dict:
     return out
 
 
-def art_classifier(model: torch.nn.Module, input_shape, num_classes: int):
-    """ART's PyTorchClassifier around a logits model on inputs in [0, 1]."""
+def art_classifier(model: torch.nn.Module, input_shape, num_classes: int, loss: torch.nn.Module | None = None):
+    """ART's PyTorchClassifier around a logits model on inputs in [0, 1]; `loss` the one its
+    gradients are of (default cross-entropy)."""
     from art.estimators.classification import PyTorchClassifier
 
     device = next(model.parameters()).device
-    return PyTorchClassifier(model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=tuple(input_shape),
+    return PyTorchClassifier(model=model, loss=loss or torch.nn.CrossEntropyLoss(), input_shape=tuple(input_shape),
                              nb_classes=int(num_classes), clip_values=(0.0, 1.0),
                              device_type="gpu" if device.type == "cuda" else "cpu")
+
+
+class DifferenceLogitsRatio(torch.nn.modules.loss._Loss):
+    """ART 1.20.1's targeted DLR loss (`DifferenceLogitsRatioPyTorch` in
+    art/attacks/evasion/auto_projected_gradient_descent.py), vectorised: with t the target
+    (one-hot `y_true`), pi the logits sorted in decreasing order and i the largest class
+    other than t, -(z_t - z_i) / (z_pi1 - z_pi3). ART picks each sample's logits in a Python
+    loop and through N x N diagonals; here by `gather`, the terms made in ART's order so that
+    autograd sums their gradients in the same order (equal bit for bit: tests)."""
+
+    def __init__(self):
+        super().__init__(reduction="mean")
+
+    def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        target = y_true.float().argmax(dim=1)
+        order = y_pred.argsort(dim=1)
+        other = torch.where(order[:, -1] != target, order[:, -1], order[:, -2])
+        z_1, z_3, z_i, z_y = (y_pred.gather(1, index[:, None])[:, 0] for index in (order[:, -1], order[:, -3],
+                                                                                    other, target))
+        dlr = (-(z_y - z_i) / (z_1 - z_3)).float()
+        if self.reduction == "mean":
+            return dlr.mean()
+        if self.reduction == "sum":
+            return dlr.sum()
+        if self.reduction == "none":
+            return dlr
+        raise ValueError(f"unknown reduction {self.reduction!r}")
 
 
 def applicable(attack: str, input_shape) -> bool:
@@ -87,7 +118,11 @@ def _attack(name: str, estimator, s: dict, targeted: bool):
         return SquareAttack(estimator, norm=np.inf, eps=s["eps"], max_iter=int(s["square_queries"]),
                             p_init=float(s["square_p_init"]), nb_restarts=1, batch_size=int(s["batch_size"]),
                             verbose=False)
-    loss = "cross_entropy" if name == "apgd-ce" else "difference_logits_ratio"
+    if name == "apgd-ce":
+        loss = "cross_entropy"
+    else:  # ART's DLR as its own estimator's loss (loss_type None: APGD takes the estimator's)
+        estimator, loss = art_classifier(estimator.model, estimator.input_shape, estimator.nb_classes,
+                                         DifferenceLogitsRatio()), None
     return AutoProjectedGradientDescent(estimator, norm=np.inf, eps=s["eps"], eps_step=2 * s["eps"],
                                         max_iter=int(s["iterations"]), targeted=targeted, nb_random_init=1,
                                         batch_size=int(s["batch_size"]), loss_type=loss, verbose=False)
