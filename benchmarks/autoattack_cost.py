@@ -36,14 +36,9 @@ ORIGINAL_ATTACK = aa._attack
 
 def arts_dlr_attack(name, estimator, s, targeted):
     """evaluate.autoattack._attack with ART's own DLR loss (the way before issue 16)."""
-    from art.attacks.evasion import AutoProjectedGradientDescent
-
-    if name != "apgd-t":
-        return ORIGINAL_ATTACK(name, estimator, s, targeted)
-    return AutoProjectedGradientDescent(estimator, norm=np.inf, eps=s["eps"], eps_step=2 * s["eps"],
-                                        max_iter=int(s["iterations"]), targeted=targeted, nb_random_init=1,
-                                        batch_size=int(s["batch_size"]), loss_type="difference_logits_ratio",
-                                        verbose=False)
+    if name == "apgd-t":
+        return aa.apgd(estimator, s, targeted, "difference_logits_ratio")
+    return ORIGINAL_ATTACK(name, estimator, s, targeted)
 
 
 def run_once(arts_loss: bool, model, x, y, cfg) -> tuple[float, np.ndarray, list]:

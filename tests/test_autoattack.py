@@ -8,7 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from lifelearn.evaluate import metric_range
-from lifelearn.evaluate.autoattack import (art_classifier, attacks_run, autoattack, autoattack_metrics,
+from lifelearn.evaluate.autoattack import (apgd, art_classifier, attacks_run, autoattack, autoattack_metrics,
                                            autoattack_settings)
 from lifelearn.evaluate.robustness import pgd_attack
 from lifelearn.models import build_model
@@ -82,10 +82,10 @@ def test_our_apgd_ce_chain_is_arts_autoattack(monkeypatch):
     ours, robust, _ = autoattack(model, x, y, {"eps": 0.1, "samples": 80, "attacks": ["apgd-ce"], "iterations": 10},
                                  seed=5)
     est = art_classifier(model, x.shape[1:], 3)
-    apgd = AutoProjectedGradientDescent(est, norm=np.inf, eps=0.1, eps_step=0.2, max_iter=10, nb_random_init=1,
-                                        batch_size=500, loss_type="cross_entropy", verbose=False)
+    apgd_ce = AutoProjectedGradientDescent(est, norm=np.inf, eps=0.1, eps_step=0.2, max_iter=10, nb_random_init=1,
+                                           batch_size=500, loss_type="cross_entropy", verbose=False)
     np.random.seed(5)
-    theirs = AutoAttack(est, norm=np.inf, eps=0.1, eps_step=0.2, attacks=[apgd]).generate(
+    theirs = AutoAttack(est, norm=np.inf, eps=0.1, eps_step=0.2, attacks=[apgd_ce]).generate(
         x.numpy(), np.eye(3, dtype=np.float32)[y.numpy()])
     np.testing.assert_allclose(ours.numpy(), theirs, atol=1e-6)
     with torch.no_grad():
@@ -134,13 +134,6 @@ def test_our_pgd_equals_arts_pgd_from_the_same_start(start, monkeypatch):
 
 
 # -- the vectorised DLR against ART's ---------------------------------------------------
-def _arts_dlr_apgd(estimator, **kw):
-    from art.attacks.evasion import AutoProjectedGradientDescent
-
-    return AutoProjectedGradientDescent(estimator, norm=np.inf, loss_type="difference_logits_ratio", verbose=False,
-                                        **kw)
-
-
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
 def test_dlr_loss_is_arts_bit_for_bit(reduction):
     """Values and gradients equal ART's loop, on logits with ties and with targets that are
@@ -154,7 +147,9 @@ def test_dlr_loss_is_arts_bit_for_bit(reduction):
     target[8:16] = logits[8:16].argmax(1)
     target[16:24] = logits[16:24].argsort(1)[:, -2]
     one_hot = np.eye(10, dtype=np.float32)[target.numpy()]
-    arts = _arts_dlr_apgd(art_classifier(torch.nn.Linear(10, 10), (10,), 10), eps=0.1).estimator._loss
+    s = autoattack_settings({"eps": 0.1, "samples": 1})
+    estimator = art_classifier(torch.nn.Linear(10, 10), (10,), 10)
+    arts = apgd(estimator, s, True, "difference_logits_ratio").estimator._loss
     results = []
     for loss in (arts, DifferenceLogitsRatio()):
         z = logits.clone().requires_grad_(True)
@@ -178,6 +173,5 @@ def test_apgd_t_with_the_vectorised_dlr_is_arts():
     np.random.seed(1)
     ours = _attack("apgd-t", est, s, targeted=True).generate(x.numpy(), targets)
     np.random.seed(1)
-    theirs = _arts_dlr_apgd(est, eps=0.15, eps_step=0.3, max_iter=FAST["iterations"], targeted=True,
-                            nb_random_init=1, batch_size=500).generate(x.numpy(), targets)
+    theirs = apgd(est, s, True, "difference_logits_ratio").generate(x.numpy(), targets)
     assert np.array_equal(ours, theirs) and not np.array_equal(ours, x.numpy())

@@ -112,20 +112,27 @@ def applicable(attack: str, input_shape) -> bool:
 
 
 def _attack(name: str, estimator, s: dict, targeted: bool):
-    from art.attacks.evasion import AutoProjectedGradientDescent, SquareAttack
+    from art.attacks.evasion import SquareAttack
 
     if name == "square":
         return SquareAttack(estimator, norm=np.inf, eps=s["eps"], max_iter=int(s["square_queries"]),
                             p_init=float(s["square_p_init"]), nb_restarts=1, batch_size=int(s["batch_size"]),
                             verbose=False)
     if name == "apgd-ce":
-        loss = "cross_entropy"
-    else:  # ART's DLR as its own estimator's loss (loss_type None: APGD takes the estimator's)
-        estimator, loss = art_classifier(estimator.model, estimator.input_shape, estimator.nb_classes,
-                                         DifferenceLogitsRatio()), None
+        return apgd(estimator, s, targeted, "cross_entropy")
+    # ART's DLR as its own estimator's loss (loss_type None: APGD takes the estimator's)
+    dlr = art_classifier(estimator.model, estimator.input_shape, estimator.nb_classes, DifferenceLogitsRatio())
+    return apgd(dlr, s, targeted, None)
+
+
+def apgd(estimator, s: dict, targeted: bool, loss_type: str | None):
+    """ART's APGD with the settings `s` (AutoAttack's: 1 restart, initial step 2 eps);
+    `loss_type` ART's name of its loss, None for the estimator's own."""
+    from art.attacks.evasion import AutoProjectedGradientDescent
+
     return AutoProjectedGradientDescent(estimator, norm=np.inf, eps=s["eps"], eps_step=2 * s["eps"],
                                         max_iter=int(s["iterations"]), targeted=targeted, nb_random_init=1,
-                                        batch_size=int(s["batch_size"]), loss_type=loss, verbose=False)
+                                        batch_size=int(s["batch_size"]), loss_type=loss_type, verbose=False)
 
 
 def autoattack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: dict, seed: int = 0):
