@@ -183,3 +183,75 @@ def test_checkpoint_with_mismatched_spec_raises(tmp_path):
     torch.save({"spec": spec, "input_shape": list(shape), "num_classes": 4, "state_dict": model.state_dict()}, path2)
     with pytest.raises(ValueError, match=re.escape(str(path2))):
         load_model(path2)
+
+
+# ----------------------------------------------------------------- max pooling by 2 (1-D)
+def _pool_inputs():
+    """[N, C, L] inputs with ties (ReLU zeros, equal positive pairs), NaN in either slot of a
+    pair and in both, and an odd length."""
+    torch.manual_seed(0)
+    out = []
+    for shape in [(4, 3, 10), (3, 2, 9), (2, 16, 40)]:
+        x = torch.randn(shape).relu()
+        x[0, 0, :4] = 1.5  # two tied pairs at a positive value
+        out.append(x)
+        x = x.clone()
+        x[1, 0, 2], x[1, 1, 5], x[1, 1, 6], x[1, 1, 7] = float("nan"), float("nan"), float("nan"), float("nan")
+        out.append(x)
+    return out
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal bit for bit, NaN where the other is NaN."""
+    return torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num())
+
+
+@pytest.mark.parametrize("x", _pool_inputs(), ids=lambda x: "x".join(map(str, x.shape)) + ("-nan" if x.isnan().any() else ""))
+def test_halving_max_pool_equals_nn_max_pool_bit_for_bit(x):
+    """Values, gradients and second derivatives of HalvingMaxPool1d equal nn.MaxPool1d(2)'s
+    exactly, ties (first maximum kept), NaN (the last NaN kept) and odd lengths included."""
+    from lifelearn.models.pooling import HalvingMaxPool1d
+
+    ours, reference = HalvingMaxPool1d(), nn.MaxPool1d(2)
+    x = x.clone().requires_grad_()
+    y_ours, y_ref = ours(x), reference(x)
+    assert _same(y_ours, y_ref)
+    g = torch.randn_like(y_ref)
+    (g_ours,) = torch.autograd.grad(y_ours, x, g, create_graph=True)
+    (g_ref,) = torch.autograd.grad(y_ref, x, g, create_graph=True)
+    assert torch.equal(g_ours, g_ref)
+    assert (g_ref == 0).sum() >= x.numel() - y_ref.numel()  # one element of each window gets it
+
+    def second(pool):
+        (gx,) = torch.autograd.grad((pool(x) ** 2).sum(), x, create_graph=True)
+        return torch.autograd.grad((gx ** 2).sum(), x)[0]
+
+    assert _same(second(ours), second(reference))
+    with torch.no_grad():  # no gradient: PyTorch's own kernel, the same values
+        assert _same(ours(x), y_ref)
+
+
+def test_convnet_1d_trains_as_with_nn_max_pool():
+    """A 1-D ConvNet (BatchNorm, two pools) gives the same loss and parameter gradients bit
+    for bit with HalvingMaxPool1d as with nn.MaxPool1d(2), also for an input gradient (PGD)."""
+    import copy
+
+    from torch.nn import functional as F
+
+    from lifelearn.models.pooling import HalvingMaxPool1d
+
+    torch.manual_seed(0)
+    ours = build_model({"arch": "convnet", "channels": [8, 16]}, (1, 40), 10)
+    assert sum(isinstance(m, HalvingMaxPool1d) for m in ours.modules()) == 2
+    reference = copy.deepcopy(ours)
+    for i, layer in enumerate(reference.body):
+        if isinstance(layer, HalvingMaxPool1d):
+            reference.body[i] = nn.MaxPool1d(2)
+    x, y = torch.rand(32, 1, 40).requires_grad_(), torch.randint(10, (32,))
+    results = []
+    for model in (ours, reference):
+        loss = F.cross_entropy(model(x), y)
+        results.append((loss, torch.autograd.grad(loss, [x, *model.parameters()])))
+    assert torch.equal(results[0][0], results[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[1][1]))
+    assert torch.equal(ours.state_dict()["body.1.running_mean"], reference.state_dict()["body.1.running_mean"])

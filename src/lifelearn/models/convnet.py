@@ -13,6 +13,7 @@ from __future__ import annotations
 from torch import nn
 
 from lifelearn.models.base import Backbone
+from lifelearn.models.pooling import HalvingMaxPool1d
 
 NORMS = ("batch", "instance", "none")
 
@@ -34,7 +35,7 @@ class ConvNet(Backbone):
         if dims not in (1, 2):
             raise ValueError(f"convnet needs (C, L) or (C, H, W) inputs, got {tuple(input_shape)}")
         conv, pool, gap = {
-            1: (nn.Conv1d, nn.MaxPool1d, nn.AdaptiveAvgPool1d),
+            1: (nn.Conv1d, HalvingMaxPool1d, nn.AdaptiveAvgPool1d),
             2: (nn.Conv2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d),
         }[dims]
         layers, width, size = [], input_shape[0], min(input_shape[1:])
@@ -42,7 +43,7 @@ class ConvNet(Backbone):
             # without BatchNorm the conv keeps its bias (nothing else shifts the activations)
             layers += [conv(width, c, 3, padding=1, bias=norm != "batch"), _norm_layer(norm, dims, c), nn.ReLU()]
             if size >= 2:
-                layers.append(pool(2))
+                layers.append(pool() if dims == 1 else pool(2))
                 size //= 2
             width = c
         layers += [gap(1), nn.Flatten()]
