@@ -49,7 +49,8 @@ def time_method(method: str, cfg: dict, ds, teacher, epochs: int, tmp: Path) -> 
     pl.seed_everything(0, workers=True)
     model = build_model(cfg["student"], ds.input_shape, ds.num_classes, ds.mean, ds.std)
     train = {**cfg["train"], "epochs": epochs}
-    module = METHODS[method].build(model, teacher, ds, train, cfg["methods"][method], 0)
+    method_cfg = {k: v for k, v in cfg["methods"][method].items() if k != "tune"}  # the grid is the sweep's
+    module = METHODS[method].build(model, teacher, ds, train, method_cfg, 0)
     return timed_fit(module, ds, train["batch_size"], epochs, tmp / method)
 
 

@@ -16,14 +16,15 @@ from lifelearn.models import build_model
 FAST = {"iterations": 10, "targets": 2, "square_queries": 30}
 
 
-def _trained(input_shape, classes=3, n=240, seed=0):
-    """A small MLP fitted on Gaussian classes in [0, 1] (robust to small eps, not to large)."""
+def _trained(input_shape, classes=3, n=240, seed=0, spec=None):
+    """A small MLP (or `spec`) fitted on Gaussian classes in [0, 1] (robust to small eps, not
+    to large)."""
     gen = torch.Generator().manual_seed(seed)
     y = torch.arange(n) % classes
     centres = torch.rand(classes, *input_shape, generator=gen) * 0.6 + 0.2
     x = (centres[y] + 0.05 * torch.randn(n, *input_shape, generator=gen)).clamp(0, 1)
     torch.manual_seed(seed)
-    model = build_model({"arch": "mlp", "hidden": [16]}, input_shape, classes)
+    model = build_model(spec or {"arch": "mlp", "hidden": [16]}, input_shape, classes)
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
     for _ in range(60):
         opt.zero_grad()
@@ -175,3 +176,32 @@ def test_apgd_t_with_the_vectorised_dlr_is_arts():
     np.random.seed(1)
     theirs = apgd(est, s, True, "difference_logits_ratio").generate(x.numpy(), targets)
     assert np.array_equal(ours, theirs) and not np.array_equal(ours, x.numpy())
+
+
+def test_frozen_parameters_change_no_example_and_are_restored(monkeypatch):
+    """AutoAttack runs on the `attacked` model (eval mode, parameters frozen, so ART's backward
+    computes the input gradient only): the examples equal those of the trainable model bit
+    for bit (a 1-D ConvNet with BatchNorm and max pooling), and the model's training mode and
+    requires_grad flags are back afterwards."""
+    from contextlib import contextmanager
+
+    from lifelearn.evaluate import autoattack as aa
+
+    model, x, y = _trained((1, 16), spec={"arch": "convnet", "channels": [4, 8]})
+    x, y = x[:40], y[:40]
+    model.train()
+    model.head.bias.requires_grad_(False)  # a mixed state, to be restored as it was
+    cfg = {"eps": 0.05, "samples": 40, **FAST}
+    ours, robust, _ = aa.autoattack(model, x, y, cfg, seed=2)
+    assert model.training and [p.requires_grad for p in model.parameters()][-2:] == [True, False]
+
+    @contextmanager
+    def eval_only(m):
+        m.eval()
+        yield m
+
+    monkeypatch.setattr(aa, "attacked", eval_only)
+    model.head.bias.requires_grad_(True)
+    trainable, robust_trainable, _ = aa.autoattack(model, x, y, cfg, seed=2)
+    assert torch.equal(ours, trainable) and torch.equal(robust, robust_trainable)
+    assert 0 < robust.sum() < len(y)  # some points broken, some not

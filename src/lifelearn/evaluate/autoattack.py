@@ -40,10 +40,12 @@ from __future__ import annotations
 
 import random
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
+from lifelearn.evaluate.robustness import attacked
 from lifelearn.phases import timed
 
 # what the standard version runs, in its order; FAB-T is not in ART
@@ -138,16 +140,12 @@ def apgd(estimator, s: dict, targeted: bool, loss_type: str | None):
 def autoattack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: dict, seed: int = 0):
     """Standard AutoAttack (as ART provides it) on (x, y): returns (x_adv, robust, stages):
     the examples, a bool tensor (correct on the clean input and on every attack) and
-    [(attack, robust count after it)] in the order run (skipped attacks absent)."""
+    [(attack, robust count after it)] in the order run (skipped attacks absent). The model
+    is `attacked` (eval mode, parameters frozen: ART's gradients are the input's only)."""
     from art.attacks.evasion.auto_attack import run_attack
 
     s = autoattack_settings(cfg)
-    was_training = model.training
-    model.eval()
-    np_state, py_state = np.random.get_state(), random.getstate()
-    np.random.seed(seed)
-    random.seed(seed)
-    try:
+    with attacked(model), seeded_numpy(seed):
         estimator = art_classifier(model, x.shape[1:], _num_classes(model, x))
         x_np = x.detach().cpu().numpy().astype(np.float32)
         labels = y.detach().cpu().numpy()
@@ -168,11 +166,21 @@ def autoattack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: di
                 x_adv, robust = run_attack(x_adv, eye[labels], robust, _attack(name, estimator, s, False), estimator,
                                            np.inf, s["eps"])
             stages.append((name, int(robust.sum())))
+    return torch.from_numpy(x_adv).to(x.device), torch.from_numpy(robust).to(x.device), stages
+
+
+@contextmanager
+def seeded_numpy(seed: int):
+    """numpy's and Python's global generators (ART draws its random starts and Square's
+    proposals from them) seeded with `seed`, their previous states restored after."""
+    np_state, py_state = np.random.get_state(), random.getstate()
+    np.random.seed(seed)
+    random.seed(seed)
+    try:
+        yield
     finally:
         np.random.set_state(np_state)
         random.setstate(py_state)
-        model.train(was_training)
-    return torch.from_numpy(x_adv).to(x.device), torch.from_numpy(robust).to(x.device), stages
 
 
 def _num_classes(model, x) -> int:
@@ -190,13 +198,8 @@ def autoattack_metrics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     s = autoattack_settings(cfg)
     x, y = x[: s["samples"]], y[: s["samples"]]
     start = time.perf_counter()
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            clean = int((model(x).argmax(1) == y).sum()) / len(y)
-    finally:
-        model.train(was_training)
+    with attacked(model), torch.no_grad():
+        clean = int((model(x).argmax(1) == y).sum()) / len(y)
     _, robust, stages = autoattack(model, x, y, s, seed)
     n = len(y)
     out = {f"{prefix}_autoattack_acc": int(robust.sum()) / n, f"{prefix}_autoattack_clean_acc": clean}
