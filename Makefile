@@ -47,6 +47,7 @@ benchmark: setup
 	$(BIN)/python benchmarks/mtard_epoch_cost.py
 	$(BIN)/python benchmarks/autoattack_cost.py
 	$(BIN)/python benchmarks/max_pool_cost.py
+	$(BIN)/python benchmarks/allocator_cost.py
 	$(BIN)/python benchmarks/tgeo_kd_epoch_cost.py
 	$(BIN)/python benchmarks/epoch_logging.py
 	$(BIN)/python benchmarks/continual_cost.py

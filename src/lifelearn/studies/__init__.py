@@ -102,17 +102,19 @@ def system_metrics_interval(config: dict) -> float | None:
 
 
 def run_snakemake_job(smk) -> list:
-    """The body of workflow/scripts/run_study.py: the job's output into its log file, its
-    MLflow context (with the cosmetic settings: not in any job's params), then run_job, its
-    wall time split into phases beside its benchmark file (lifelearn.phases): start-up is
-    the time until here."""
+    """The body of workflow/scripts/run_study.py: glibc's malloc thresholds raised
+    (lifelearn.allocator), the job's output into its log file, its MLflow context (with the
+    cosmetic settings: not in any job's params), then run_job, its wall time split into
+    phases beside its benchmark file (lifelearn.phases): start-up is the time until here."""
     from lifelearn.io import output_to
     from lifelearn.jobs import Job, Paths
     from lifelearn.phases import job_phases, phases_path
     from lifelearn.tracking import RunContext
 
     from lifelearn import progress
+    from lifelearn.allocator import keep_freed_memory
 
+    keep_freed_memory()  # large temporary tensors reuse the heap's pages (lifelearn.allocator)
     progress.configure(bar=smk.config.get("progress_bar", False))  # a log file gets lines either way
     with job_phases(phases_path(smk.config["profile"], smk.rule), smk.rule), \
             output_to(smk.log[0] if smk.log else None):
