@@ -41,6 +41,17 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             tmp.unlink(missing_ok=True)
 
 
+def save_torch(path: str | os.PathLike, obj) -> None:
+    """torch.save `obj` to `path` atomically, byte-stable for equal content: saved through a
+    file object, torch names the archive's inner folder "archive"; saved to the temporary
+    path, it took the temporary file's random name, so equal weights got a different md5 on
+    every save (the protocol ledger's checkpoint md5s could not be compared across runs)."""
+    import torch
+
+    with atomic_path(path, suffix=".pt") as tmp, open(tmp, "wb") as file:
+        torch.save(obj, file)
+
+
 def write_json(path: str | os.PathLike, obj) -> None:
     """Write `obj` as indented, key-sorted JSON (byte-stable for equal content)."""
     with atomic_path(path) as tmp:

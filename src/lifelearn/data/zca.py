@@ -33,10 +33,9 @@ def whiten_splits(ds, eps: float = MTT_EPS, fit_on=None, zca=None) -> dict[str, 
 def save_zca(path, zca) -> None:
     """Write a fitted transform (its eps and kornia's state dict: mean, matrix, inverse)
     atomically, for the jobs that whiten against it (rule dd_zca)."""
-    from lifelearn.io import atomic_path
+    from lifelearn.io import save_torch
 
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save({"eps": float(zca.eps), "state": zca.state_dict()}, tmp)
+    save_torch(path, {"eps": float(zca.eps), "state": zca.state_dict()})
 
 
 def load_zca(path):

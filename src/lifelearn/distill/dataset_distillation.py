@@ -48,7 +48,7 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 from lifelearn import phases
-from lifelearn.io import atomic_path
+from lifelearn.io import save_torch
 from lifelearn.models import build_model
 from lifelearn.progress import Progress
 
@@ -311,8 +311,7 @@ class DistillSettings:
 
 def save_progress(path: Path, state: dict) -> None:
     """Write the distillation state atomically (a kill leaves the previous one intact)."""
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(state, tmp)
+    save_torch(path, state)
 
 
 def load_progress(path: Path | None) -> dict | None:

@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from lifelearn.io import atomic_path
+from lifelearn.io import save_torch
 from lifelearn.models import build_model
 
 
@@ -17,8 +17,7 @@ def save_model(path: str | os.PathLike, model, spec: dict, input_shape, num_clas
         "num_classes": int(num_classes),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(payload, tmp)
+    save_torch(path, payload)
 
 
 def load_model(path: str | os.PathLike, map_location="cpu"):

@@ -227,7 +227,7 @@ def run_experts(job, paths) -> list:
 
     from lifelearn.data import load_dataset
     from lifelearn.distill import dataset_distillation as dd
-    from lifelearn.io import atomic_path, write_json
+    from lifelearn.io import save_torch, write_json
     from lifelearn.jobs import RunRecord
     from lifelearn.models import build_model
     from lifelearn.tracking import DatasetRef, tracked_run
@@ -251,8 +251,7 @@ def run_experts(job, paths) -> list:
             result = dd.train_expert(model, x, y, train, seed=i, options=options, x_val=xv, y_val=yv, augment=augment)
             seconds = time.perf_counter() - start
             payload = dd.expert_payload(model, result, model_spec, ds.input_shape, ds.num_classes)
-            with atomic_path(path, suffix=".pt") as tmp:
-                torch.save(payload, tmp)
+            save_torch(path, payload)
             steps = (result["trajectory"][1:] - result["trajectory"][:-1]).norm(dim=1)
             test_acc = (dd.logits_at(model, result["trajectory"][-1], xt).argmax(1) == yt).float().mean().item()
             row = {"expert": i, "val_acc": float(result["val_acc"][-1]), "test_acc": test_acc,
