@@ -20,6 +20,11 @@ Cases (the pipeline's configurations; sizes cut where noted so the whole run sta
                      K random real sets of 1 / 10 images per class (the `random` method's
                      draw), each its own step size, the default's SGD 0.9 / wd 5e-4 / batch
                      256, 100 of its 1000 epochs
+  lightning_teacher_mlp, lightning_teacher_convnet
+                     the teachers study's natural training as the pipeline runs it: train.runner's
+                     train_and_test (Lightning, ClassifierModule) per seed vs batched_train_and_test
+                     (one StackedClassifierModule, `seed_batched: true`), teacher_mlp's and the
+                     BatchNorm teacher_convnet's settings, per-epoch validation and the test metrics
 The other cases run on both sides the plain loop of train/batched.py (`fit_single` vs `fit_batched`): the
 sequential side is the cheapest sequential path (no Lightning, no per-step evaluation), so
 the ratios are a lower bound on what batching saves against the pipeline's Lightning jobs.
@@ -145,6 +150,31 @@ def dd_evaluation(digits, ipc: int, k: int, batch: int) -> None:
     train_networks(nets, DD_MODEL, DD_TRAIN, 100, batch)
 
 
+LIGHTNING_TRAINER = {"accelerator": "cpu", "devices": 1, "deterministic": True, "progress_bar": False}
+
+
+def lightning_cases(mnist1d):
+    from dataclasses import replace
+
+    cut = replace(mnist1d, x_train=mnist1d.x_train[:2048], y_train=mnist1d.y_train[:2048])
+    yield "lightning_teacher_mlp", cut, {"arch": "mlp", "hidden": [256, 256]}
+    yield "lightning_teacher_convnet", cut, {"arch": "convnet", "channels": [32, 64, 64], "norm": "batch"}
+
+
+def lightning_sequential(ds, spec, seeds) -> None:
+    from lifelearn.train.module import ClassifierModule
+    from lifelearn.train.runner import train_and_test
+
+    for s in seeds:
+        train_and_test(ds, spec, ADAM, lambda m, d: ClassifierModule(m, ADAM), s, LIGHTNING_TRAINER)
+
+
+def lightning_batched(ds, spec, seeds) -> None:
+    from lifelearn.train.runner import batched_train_and_test
+
+    batched_train_and_test(ds, seeds, spec, ADAM, LIGHTNING_TRAINER)
+
+
 def compare(results: list, name: str, k: int, spec: dict, batch_size: int, samples: int, sequential, batched,
             repeats: int) -> None:
     """Time `sequential` and `batched` `repeats` times, interleaved (drift affects both alike);
@@ -197,6 +227,15 @@ def main() -> None:
             compare(results, name, k, spec, cfg["batch_size"], cfg["epochs"] * sum(len(y) for _, y in tasks),
                     lambda: run_sequential(ds, spec, tasks, cfg, seeds, seq_loss),
                     lambda: run_batched(ds, spec, tasks, cfg, seeds, bat_loss), args.repeats)
+    for name, ds, spec in lightning_cases(mnist1d):
+        if args.cases and name not in args.cases:
+            continue
+        lightning_sequential(ds, spec, [0])  # warm-up
+        for k in args.ks:
+            seeds = list(range(k))
+            compare(results, name, k, spec, ADAM["batch_size"], ADAM["epochs"] * len(ds.y_train),
+                    lambda: lightning_sequential(ds, spec, seeds), lambda: lightning_batched(ds, spec, seeds),
+                    args.repeats)
     write_json(ROOT / "benchmarks" / "results" / "seed_batching.json",
                {"threads": args.threads, "repeats": args.repeats, "torch": torch.__version__, "cases": results})
 

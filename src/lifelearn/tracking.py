@@ -236,6 +236,10 @@ class TrackedRun:
         """Log (key, value, step) points in as few store writes as MLflow allows."""
         log_points(_client(self.tracking_uri), self.run_id, points)
 
+    def points(self, key: str) -> int:
+        """How many points of metric `key` the run holds."""
+        return len(_client(self.tracking_uri).get_metric_history(self.run_id, key))
+
     @timed("logging")
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         _client(self.tracking_uri).log_artifact(self.run_id, str(path), artifact_path)

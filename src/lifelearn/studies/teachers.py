@@ -6,7 +6,8 @@ LightningModule: `natural` (cross-entropy), `pgd_at` (PGD adversarial training w
 teacher's `attack`) or `trades` (TRADES with that attack and `beta`, default 6: the
 reference's CIFAR-10 value; MTARD's reference robust teacher is a TRADES model). An
 optional `eval_attack` adds test-set clean / PGD / weighted robust accuracy to the metrics,
-and `autoattack` (with an `eval_attack`) AutoAttack's.
+and `autoattack` (with an `eval_attack`) AutoAttack's. With `seed_batched: true` a natural
+teacher's seeds train as one batched model (train/seed_batched.py).
 """
 from __future__ import annotations
 
@@ -69,13 +70,17 @@ def robustness_evaluator(attack: dict, seed: int, autoattack: dict | None = None
 
 
 def run(job, paths) -> list:
-    """Train the teacher `job.name` once per seed."""
-    from lifelearn.train.runner import RunLabel, run_seed, seed_outputs
+    """Train the teacher `job.name` once per seed; with `seed_batched` (natural training only,
+    the schema says so) all its seeds as one batched model (train.runner.run_seeds_batched)."""
+    from lifelearn.train.runner import RunLabel, run_seed, run_seeds_batched, seed_outputs
 
     teacher = job.spec
     label = RunLabel(STUDY, STAGE, job.name, teacher["method"], teacher)
+    data_dir, outs = paths.input("data")[0].parent, seed_outputs(paths)
+    evaluators = [robustness_evaluator(teacher["eval_attack"], seed, teacher.get("autoattack"))
+                  if "eval_attack" in teacher else None for seed in job.seeds]
+    if teacher.get("seed_batched", False):
+        return run_seeds_batched(label, job.seeds, data_dir, teacher["model"], teacher["train"], outs, job, evaluators)
     build = lambda model, ds: METHODS[teacher["method"]](model, ds, teacher)  # noqa: E731
-    return [run_seed(label, seed, paths.input("data")[0].parent, teacher["model"], teacher["train"], build, out,
-                     job, evaluate=robustness_evaluator(teacher["eval_attack"], seed, teacher.get("autoattack"))
-                     if "eval_attack" in teacher else None)
-            for seed, out in zip(job.seeds, seed_outputs(paths))]
+    return [run_seed(label, seed, data_dir, teacher["model"], teacher["train"], build, out, job, evaluate=evaluate)
+            for seed, out, evaluate in zip(job.seeds, outs, evaluators)]

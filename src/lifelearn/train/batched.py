@@ -257,6 +257,13 @@ class StackedModels:
     def __len__(self) -> int:
         return len(self.models)
 
+    def bind(self, params: dict, buffers: dict) -> None:
+        """Compute with these stacked tensors (same names, shapes and layouts as `params` /
+        `buffers`): a module that holds them as its own parameters and buffers, which a
+        framework moves, checkpoints and restores (train.seed_batched), binds them before a call."""
+        self.params, self.buffers = params, buffers
+        self._layers.p, self._layers.b = params, buffers
+
     def parameters(self) -> list[torch.Tensor]:
         return list(self.params.values())
 
