@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lifelearn.train.optim import build_optimizer, build_scheduler
+from lifelearn.train.optim import lightning_optimizers
 
 
 class ClassifierModule(pl.LightningModule):
@@ -75,11 +75,7 @@ class ClassifierModule(pl.LightningModule):
         return {}
 
     def configure_optimizers(self):
-        optimizer = build_optimizer(self.model.parameters(), self.train_cfg)  # never a teacher's
-        scheduler = build_scheduler(optimizer, self.train_cfg)
-        if scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return lightning_optimizers(self.model.parameters(), self.train_cfg)  # never a teacher's
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["history"] = self.history

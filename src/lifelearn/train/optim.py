@@ -36,3 +36,13 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict):
     if name == "multistep":
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg["milestones"], cfg.get("gamma", 0.1))
     raise ValueError(f"unknown train.schedule {name!r}; allowed: {', '.join(SCHEDULES)}")
+
+
+def lightning_optimizers(params, cfg: dict):
+    """A LightningModule's `configure_optimizers` value: the optimiser over `params` and its
+    per-epoch schedule, if any."""
+    optimizer = build_optimizer(params, cfg)
+    scheduler = build_scheduler(optimizer, cfg)
+    if scheduler is None:
+        return optimizer
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -36,7 +36,7 @@ from torch import nn
 
 from lifelearn.train.batched import StackedModels, check_train_config, per_model_ce
 from lifelearn.train.data import InMemoryDataModule, TensorBatches
-from lifelearn.train.optim import build_optimizer, build_scheduler
+from lifelearn.train.optim import lightning_optimizers
 
 
 def _key(name: str) -> str:
@@ -113,11 +113,7 @@ class StackedClassifierModule(pl.LightningModule):
         self._val_metrics = [{} for _ in self.history]
 
     def configure_optimizers(self):
-        optimizer = build_optimizer(self.stacked_params.values(), self.train_cfg)
-        scheduler = build_scheduler(optimizer, self.train_cfg)
-        if scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return lightning_optimizers(self.stacked_params.values(), self.train_cfg)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["history"] = self.history
