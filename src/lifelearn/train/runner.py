@@ -220,8 +220,7 @@ def run_seeds_batched(label: RunLabel, seeds: Sequence[int], data_dir: Path, mod
                                               workdir / f"mlflow_run_id_seed{seed}")) for seed in seeds]
         results, module = batched_train_and_test(ds, seeds, model_spec, train_cfg, trainer_cfg, workdir, evaluators,
                                                  split)
-        n_train = min(len(ds.y_train), train_cfg.get("train_samples") or len(ds.y_train))  # training_subset's size
-        per_epoch = -(-n_train // train_cfg["batch_size"])
+        per_epoch = module.global_step // len(module.history[0])  # as train.fit.log_rows_lost_at_kill counts
         records = []
         for seed, run, metrics, model, history, out in zip(seeds, runs, results, module.stacked.models, module.history,
                                                            outs):
