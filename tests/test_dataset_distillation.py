@@ -334,6 +334,41 @@ def test_inner_momentum_must_match_the_experts_optimiser():
         check_section(cfg)
 
 
+@pytest.mark.parametrize("value, at_ipc1, at_ipc10", [(1, 1, 1), (8, 8, 8), ({"ipc1": 30}, 30, 1),
+                                                      ({"ipc1": 30, "ipc10": 4}, 30, 4)])
+def test_batched_networks_is_one_integer_or_one_per_named_ipc(value, at_ipc1, at_ipc10):
+    from lifelearn.config import load_config, validate_config
+    from lifelearn.studies.dataset_distillation import batched_networks, check_section
+
+    cfg = _section()
+    cfg["evaluation"]["batched_networks"] = value
+    check_section(cfg)
+    assert (batched_networks(cfg["evaluation"], 1), batched_networks(cfg["evaluation"], 10)) == (at_ipc1, at_ipc10)
+    full = load_config(REPO / "config", "default")
+    full["dataset_distillation"]["evaluation"]["batched_networks"] = value
+    validate_config(full, REPO / "config")
+    assert batched_networks({}, 1) == 1  # not set: one by one
+
+
+def test_batched_networks_of_an_unknown_ipc_or_bad_value_is_named():
+    import copy
+
+    from lifelearn.config import load_config, validate_config
+    from lifelearn.studies.dataset_distillation import check_section
+
+    cfg = _section()
+    cfg["evaluation"]["batched_networks"] = {"ipc1": 30, "ipc50": 8}
+    with pytest.raises(ValueError, match=r"evaluation\.batched_networks\.ipc50: no such IPC in "
+                                         r"dataset_distillation\.ipc \(1, 10\)"):
+        check_section(cfg)
+    full = load_config(REPO / "config", "default")
+    for bad in ({"ipc01": 3}, {"ipc1": 0}, {}, 0, {"one": 2}):
+        wrong = copy.deepcopy(full)
+        wrong["dataset_distillation"]["evaluation"]["batched_networks"] = bad
+        with pytest.raises(ValueError, match=r"dataset_distillation\.evaluation\.batched_networks"):
+            validate_config(wrong, REPO / "config")
+
+
 def test_each_seed_draws_its_own_experts_from_the_pool():
     from lifelearn.studies.dataset_distillation import expert_draw
 

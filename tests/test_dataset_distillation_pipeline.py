@@ -74,6 +74,7 @@ def test_expert_option_reruns_the_experts_and_what_matches_them(pipeline):
     assert jobs["report"] == 1
 
 
-def test_evaluation_setting_reruns_only_evaluations(pipeline):
-    jobs = planned_jobs(pipeline, {"profiles": {"smoke": {"dataset_distillation": {"evaluation": {"networks": 2}}}}})
+@pytest.mark.parametrize("setting", [{"networks": 2}, {"batched_networks": {"ipc1": 3}}])
+def test_evaluation_setting_reruns_only_evaluations(pipeline, setting):
+    jobs = planned_jobs(pipeline, {"profiles": {"smoke": {"dataset_distillation": {"evaluation": setting}}}})
     assert dd_jobs(jobs) == {f"dd_evaluate_{m}" for m in METHODS} and jobs["report"] == 1

@@ -331,13 +331,17 @@ def test_train_and_test_without_workdir_keeps_no_checkpoint_and_gives_the_same_n
 
     monkeypatch.chdir(tmp_path)
     plain, module = train_and_test(digits, spec, cfg, build, 3, TRAINER, val_every=2)
-    saved, _ = train_and_test(digits, spec, cfg, build, 3, TRAINER, workdir=tmp_path / "work")
+    saved, every_epoch = train_and_test(digits, spec, cfg, build, 3, TRAINER, workdir=tmp_path / "work")
     assert list(tmp_path.iterdir()) == [tmp_path / "work"]  # nothing written without a workdir
     assert (tmp_path / "work" / "last.ckpt").exists()
     own = {"train_seconds", "val_acc"}  # a timing, and the val accuracy of another epoch
     assert {k: v for k, v in plain.items() if k not in own} == {k: v for k, v in saved.items() if k not in own}
     assert plain["epochs"] == len(module.history) == 3
     assert plain["val_acc"] == module.history[1]["val_acc"]  # epoch 2 has no validation: epoch 1's stays
+    # the history carries val metrics on the epochs that validated only (not epoch 1's again)
+    assert ["val_acc" in row for row in module.history] == [False, True, False]
+    val = ("val_acc", "val_loss")
+    assert [module.history[1][k] for k in val] == [every_epoch.history[1][k] for k in val]
 
 
 # --- determinism of the pretrain stage ----------------------------------------------

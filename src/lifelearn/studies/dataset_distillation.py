@@ -93,6 +93,7 @@ def check_section(section: dict) -> None:
     - experts.per_seed <= experts.num;
     - the expert optimiser is per expert set (experts.sets.<set>.momentum / weight_decay),
       not in experts.train;
+    - evaluation.batched_networks, given per IPC, names configured IPCs only;
     - a trajectory-matching method's inner loop imitates the optimiser of the experts it
       matches: inner_momentum true (v <- 0.9 v + g) needs experts.sets.<set>.momentum 0.9,
       false (plain SGD) needs momentum 0 (Shen et al.'s distill.py --mom 0.9 pairs with their
@@ -108,6 +109,11 @@ def check_section(section: dict) -> None:
         if key in experts["train"]:
             raise ValueError(f"dataset_distillation.experts.train.{key}: the expert optimiser is set per expert "
                              f"set; use dataset_distillation.experts.sets.<set>.{key}")
+    batched = section["evaluation"].get("batched_networks", 1)
+    unknown = sorted(set(batched) - {f"ipc{c['ipc']}" for c in section["ipc"]}) if isinstance(batched, dict) else []
+    if unknown:
+        raise ValueError(f"dataset_distillation.evaluation.batched_networks.{unknown[0]}: no such IPC in "
+                         f"dataset_distillation.ipc ({', '.join(str(c['ipc']) for c in section['ipc'])})")
     for name, entry in section["methods"].items():
         if entry.get("method") != "mtt":
             continue
@@ -540,17 +546,25 @@ def control_networks(ds, ev: dict, seed: int, arrays=None) -> list[Network]:
     return [Network(ds, arrays, float(lr), seed) for lr in ev.get("control_lr_grid", [])]
 
 
+def batched_networks(ev: dict, ipc: int) -> int:
+    """How many of IPC `ipc`'s evaluation networks train as one batched model:
+    evaluation.batched_networks, an integer for every IPC or {ipc<n>: networks} (1 where an
+    IPC is not named)."""
+    batched = ev.get("batched_networks", 1)
+    return batched.get(f"ipc{ipc}", 1) if isinstance(batched, dict) else batched
+
+
 @phases.timed("training")
-def _train_evaluation_networks(sets: dict, ev: dict, model_spec: dict) -> dict:
+def _train_evaluation_networks(sets: dict, ev: dict, model_spec: dict, batch: int) -> dict:
     """{seed: (networks' (metrics, history), control rows)} of one IPC's synthetic sets
     ({seed: (ds, arrays, lr)}): evaluation.networks fresh networks at the set's step size
     (seeds seed * 1000 + k) and the control networks (seed seed * 1000 + networks), up to
-    evaluation.batched_networks of them trained as one batched model (1: one by one)."""
+    `batch` of them trained as one batched model (1: one by one)."""
     plan = {seed: ([Network(ds, arrays, lr, seed * 1000 + k) for k in range(ev["networks"])],
                    control_networks(ds, ev, seed * 1000 + ev["networks"], arrays))
             for seed, (ds, arrays, lr) in sets.items()}
     flat = [n for nets, control in plan.values() for n in nets + control]
-    results = iter(train_networks(flat, model_spec, ev["train"], ev.get("val_every", 1), ev.get("batched_networks", 1)))
+    results = iter(train_networks(flat, model_spec, ev["train"], ev.get("val_every", 1), batch))
     out = {}
     for seed, (nets, control) in plan.items():
         trained = [next(results) for _ in nets]
@@ -563,8 +577,8 @@ def run_evaluate(job, paths) -> list:
     """K = evaluation.networks fresh networks per synthetic set; per (IPC, seed) a
     metrics.json (test_acc = mean over the K networks, last epoch) and history.csv. The
     networks of one IPC (every seed's, and the control's) train before the seeds' MLflow
-    runs, batched as evaluation.batched_networks says; train_seconds is a seed's share of
-    its IPC's training wall time."""
+    runs, batched as evaluation.batched_networks says for that IPC; train_seconds is a
+    seed's share of its IPC's training wall time."""
     import numpy as np
 
     from lifelearn.data import load_dataset
@@ -593,7 +607,7 @@ def run_evaluate(job, paths) -> list:
                 arrays = (torch.as_tensor(ds.x_train), *arrays[1:])
             sets[seed] = (ds, arrays, float(read_json(synthetic[(ipc, seed)] / "meta.json")["lr"]))
         start = time.perf_counter()
-        trained = _train_evaluation_networks(sets, ev, model_spec)
+        trained = _train_evaluation_networks(sets, ev, model_spec, batched_networks(ev, ipc))
         seconds = round((time.perf_counter() - start) / len(job.seeds), 3)
         for seed in job.seeds:
             syn = synthetic[(ipc, seed)]

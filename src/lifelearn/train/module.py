@@ -62,7 +62,9 @@ class ClassifierModule(pl.LightningModule):
         self._val_metrics = self._epoch_metrics("val") if "val" in self._sums else {}
 
     def on_train_epoch_end(self) -> None:
+        # the val metrics of this epoch's validation only: an epoch without one (val_every > 1) has none
         row = {"epoch": self.current_epoch, **self._epoch_metrics("train"), **getattr(self, "_val_metrics", {})}
+        self._val_metrics = {}
         if not math.isfinite(row["train_loss"]):  # checked once per epoch: no per-step sync
             raise FloatingPointError(
                 f"training loss is {row['train_loss']} in epoch {self.current_epoch}: training diverged; "

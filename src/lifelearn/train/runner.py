@@ -71,6 +71,12 @@ def write_history(path: Path, history: list[dict]) -> None:
         pd.DataFrame(history).to_csv(tmp, index=False, float_format="%.6g")
 
 
+def last_val_acc(history: list[dict]) -> float | None:
+    """The val accuracy of the last epoch that validated (with val_every > 1 not every
+    epoch does; None if none did)."""
+    return next((row["val_acc"] for row in reversed(history) if "val_acc" in row), None)
+
+
 def training_subset(ds, n: int | None, seed: int):
     """`ds` with its training split cut to a stratified `n` of its samples, drawn by the run's
     seed (train option `train_samples`: the low-data regime where a student overfits and
@@ -93,7 +99,7 @@ def train_and_test(ds, model_spec: dict, train_cfg: dict, build_module: Callable
     (train.fit: per-epoch checkpoints and resume only with a `workdir`) and evaluate its
     last epoch on `split` (test; val for a tuning candidate, whose `ds` has no test split).
     Returns the metrics (`split` accuracy/loss/per-class accuracy, `evaluate`'s additions on
-    the same split, the last epoch's val_acc, epochs, train_seconds) and the module."""
+    the same split, the last validated epoch's val_acc, epochs, train_seconds) and the module."""
     pl.seed_everything(seed, workers=True)
     ds = training_subset(ds, train_cfg.get("train_samples"), seed)
     model = build_model(model_spec, ds.input_shape, ds.num_classes, ds.mean, ds.std)
@@ -107,7 +113,7 @@ def train_and_test(ds, model_spec: dict, train_cfg: dict, build_module: Callable
     metrics = evaluate_classifier(module.model, x_eval, y_eval, ds.num_classes, prefix=split)
     if evaluate is not None:
         metrics.update(evaluate(module, datamodule, ds, split))
-    metrics.update({"val_acc": module.history[-1].get("val_acc"), "epochs": len(module.history),
+    metrics.update({"val_acc": last_val_acc(module.history), "epochs": len(module.history),
                     "train_seconds": round(seconds, 3)})
     return metrics, module
 
@@ -195,7 +201,7 @@ def batched_train_and_test(ds, seeds: Sequence[int], model_spec: dict, train_cfg
         metrics = evaluate_classifier(model, x_eval, y_eval, ds.num_classes, prefix=split)
         if evaluators and evaluators[k] is not None:
             metrics.update(evaluators[k](ClassifierModule(model, train_cfg), datamodule.members[0], datasets[k], split))
-        metrics.update({"val_acc": module.history[k][-1].get("val_acc"), "epochs": len(module.history[k]),
+        metrics.update({"val_acc": last_val_acc(module.history[k]), "epochs": len(module.history[k]),
                         "train_seconds": round(seconds, 3)})
         results.append(metrics)
     return results, module
