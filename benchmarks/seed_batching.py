@@ -20,6 +20,11 @@ Cases (the pipeline's configurations; sizes cut where noted so the whole run sta
                      K random real sets of 1 / 10 images per class (the `random` method's
                      draw), each its own step size, the default's SGD 0.9 / wd 5e-4 / batch
                      256, 100 of its 1000 epochs
+  dd_distill_ipc1, dd_distill_ipc10
+                     the DD study's distillation (distill/dataset_distillation.py, K `distill` runs vs
+                     one `distill_seeds(..., stacked=True)`): plain MTT on 2 plain experts (digits
+                     ConvNet [16, 32] instance norm, 15 epochs), the default's IPC settings (20
+                     unrolled steps / max start 2 at IPC 1, 10 / 8 at IPC 10), 10 of its 100 iterations
   lightning_teacher_mlp, lightning_teacher_convnet
                      the teachers study's natural training as the pipeline runs it: train.runner's
                      train_and_test (Lightning, ClassifierModule) per seed vs batched_train_and_test
@@ -150,6 +155,39 @@ def dd_evaluation(digits, ipc: int, k: int, batch: int) -> None:
     train_networks(nets, DD_MODEL, DD_TRAIN, 100, batch)
 
 
+DD_IPC = {1: {"syn_steps": 20, "expert_epochs": 2, "max_start_epoch": 2},
+          10: {"syn_steps": 10, "expert_epochs": 2, "max_start_epoch": 8}}
+
+
+def dd_experts(digits) -> list:
+    """Two plain experts (MTT's buffer.py: SGD, no momentum) of the DD study's ConvNet."""
+    from lifelearn.distill import dataset_distillation as dd
+
+    x, y = torch.as_tensor(digits.x_train), torch.as_tensor(digits.y_train)
+    out = []
+    for seed in range(2):
+        torch.manual_seed(seed)
+        model = build_model(DD_MODEL, digits.input_shape, digits.num_classes, digits.mean, digits.std)
+        out.append(dd.train_expert(model, x, y, {"epochs": 15, "batch_size": 64, "lr": 0.03}, seed=seed)["trajectory"])
+    return out
+
+
+def dd_distill(digits, experts, ipc: int, k: int, batched: bool) -> None:
+    from lifelearn.distill import dataset_distillation as dd
+
+    s = dd.DistillSettings(ipc=ipc, iterations=10, lr_img=0.3, lr_lr=0.01, lr_init=0.03, **DD_IPC[ipc])
+    model = build_model(DD_MODEL, digits.input_shape, digits.num_classes, digits.mean, digits.std)
+    x, y = torch.as_tensor(digits.x_train), torch.as_tensor(digits.y_train)
+    runs = [dd.SeedRun(seed, experts, x[dd.random_real_init(digits.y_train, ipc, digits.num_classes, seed)])
+            for seed in range(k)]
+    y_syn = y[dd.random_real_init(digits.y_train, ipc, digits.num_classes, 0)]
+    if batched:
+        dd.distill_seeds(model, runs, y_syn, s, stacked=True)
+    else:
+        for run in runs:
+            dd.distill(model, run.trajectories, run.x_init, y_syn, s, run.seed)
+
+
 LIGHTNING_TRAINER = {"accelerator": "cpu", "devices": 1, "deterministic": True, "progress_bar": False}
 
 
@@ -215,6 +253,17 @@ def main() -> None:
         for k in args.ks:
             compare(results, name, k, DD_MODEL, DD_TRAIN["batch_size"], DD_TRAIN["epochs"] * ipc * digits.num_classes,
                     lambda: dd_evaluation(digits, ipc, k, 1), lambda: dd_evaluation(digits, ipc, k, k), args.repeats)
+    experts = None
+    for ipc in (1, 10):
+        name = f"dd_distill_ipc{ipc}"
+        if args.cases and name not in args.cases:
+            continue
+        experts = experts or dd_experts(digits)
+        dd_distill(digits, experts, ipc, 2, True)  # warm-up
+        for k in args.ks:
+            compare(results, name, k, DD_MODEL, ipc * digits.num_classes, 10 * DD_IPC[ipc]["syn_steps"],
+                    lambda: dd_distill(digits, experts, ipc, k, False), lambda: dd_distill(digits, experts, ipc, k, True),
+                    args.repeats)
     for name, ds, spec, tasks, cfg, kind in cases(digits, mnist1d):
         if args.cases and name not in args.cases:
             continue

@@ -20,7 +20,7 @@ from lifelearn.evaluate.robustness import pgd_attack, pgd_from_config
 from lifelearn.models import build_model
 from lifelearn.train.optim import build_optimizer
 from lifelearn.train.batched import (StackedModels, ce_loss, check_train_config, fit_batched, fit_single, kd_loss,
-                                     pgd_attack_batched, pgd_loss, template_order)
+                                     pgd_attack_batched, pgd_loss, stacked_functional, template_order)
 
 ATOL, RTOL = 1e-5, 1e-4
 SEEDS = [0, 1, 2]
@@ -116,6 +116,30 @@ def test_both_backends_compute_each_models_own_function(spec):
                 feats = stacked(x, method="features")
                 torch.testing.assert_close(feats, torch.stack([m.features(x[k]) for k, m in enumerate(models)]))
                 torch.testing.assert_close(stacked(feats, method="head"), stacked(x))
+
+
+@pytest.mark.parametrize("spec", [MLP, CONV_INSTANCE], ids=["mlp", "convnet-instance"])
+def test_stacked_functional_is_each_parameter_sets_own_function_and_gradient(spec):
+    """stacked_functional (the distillation inner loop's batched forward) on K parameter sets
+    given as [K, ...] tensors: outputs and input and parameter gradients as functional_call on each."""
+    from torch.func import functional_call
+
+    for shape in (SHAPE, (2, 6, 6)):
+        torch.manual_seed(0)
+        model = build_model(spec, shape, 5, mean=[0.3] * shape[0], std=[0.2] * shape[0])
+        params = {n: torch.stack([p.detach() + 0.1 * k * torch.randn_like(p) for k in range(3)]).requires_grad_()
+                  for n, p in model.named_parameters()}
+        x = torch.rand(3, 7, *shape, requires_grad=True)
+        out = stacked_functional(model)(params, x)
+        alone = torch.stack([functional_call(model, {n: v[k] for n, v in params.items()}, (x[k],)) for k in range(3)])
+        torch.testing.assert_close(out, alone)
+        weights = torch.rand_like(out)
+        grads = torch.autograd.grad((out * weights).sum(), [x, *params.values()])
+        ref = torch.autograd.grad((alone * weights).sum(), [x, *params.values()])
+        for g, r in zip(grads, ref):
+            torch.testing.assert_close(g, r, atol=ATOL, rtol=RTOL)
+    with pytest.raises(ValueError, match="refuses BatchNorm"):
+        stacked_functional(build_model({"arch": "convnet", "channels": [4], "norm": "batch"}, (1, 6, 6), 2))
 
 
 def test_batched_optimiser_equals_independent_ones_by_hand():

@@ -283,6 +283,76 @@ def test_an_interrupted_distillation_resumes_from_its_progress_and_ends_as_an_un
     assert torch.equal(resumed["x"], clean["x"]) and resumed["lr"] == clean["lr"]
 
 
+def _seed_runs(x, y, trajectories, seeds, progress_dir=None):
+    return [dd.SeedRun(seed, trajectories, x[dd.random_real_init(y.numpy(), 2, 2, seed)],
+                       None if progress_dir is None else progress_dir / f"seed{seed}.pt") for seed in seeds]
+
+
+ALL_SWITCHES = dict(balanced_loss=True, intermediate_matching=True, weight_perturbation=True, inner_momentum=True)
+
+
+@pytest.mark.parametrize("switches", [{}, ALL_SWITCHES, {"batch_syn": 3}], ids=["mtt", "all-switches", "batch-syn"])
+def test_seeds_distilled_together_equal_each_distilled_alone(switches):
+    """distill_seeds: with each seed's own forward, K seeds in lock-step equal K `distill` runs
+    bit for bit (the stacked images and step sizes under one SGD, the summed losses: nothing
+    mixes seeds); batched as one model (stacked), within float tolerance: after 12
+    iterations (image step 1.0) images to 1e-4 absolute (in [0, 1]), step sizes and losses
+    to 1e-4 relative (observed up to 1e-5 and 1e-6: the grouped kernels sum in another order)."""
+    model, x, y, traj = _toy_expert()
+    s = dd.DistillSettings(ipc=2, iterations=12, syn_steps=4, expert_epochs=1, max_start_epoch=2, lr_img=1.0,
+                           lr_lr=0.01, lr_init=0.1, **switches)
+    trajectories = [traj, traj.flip(0)]
+    y_syn = y[dd.random_real_init(y.numpy(), 2, 2, 0)]
+    alone = [dd.distill(model, trajectories, r.x_init, y_syn, s, r.seed) for r in _seed_runs(x, y, trajectories, [0, 1, 2])]
+    together = dd.distill_seeds(model, _seed_runs(x, y, trajectories, [0, 1, 2]), y_syn, s)
+    for a, t in zip(alone, together):
+        assert torch.equal(a["x"], t["x"]) and a["lr"] == t["lr"] and a["history"] == t["history"]
+    stacked = dd.distill_seeds(model, _seed_runs(x, y, trajectories, [0, 1, 2]), y_syn, s, stacked=True)
+    for a, t in zip(alone, stacked):
+        torch.testing.assert_close(t["x"], a["x"], atol=1e-4, rtol=0)
+        assert t["lr"] == pytest.approx(a["lr"], rel=1e-4)
+        assert [h["loss"] for h in t["history"]] == pytest.approx([h["loss"] for h in a["history"]], rel=1e-4)
+        assert [(h["expert"], h["start_epoch"]) for h in t["history"]] == [(h["expert"], h["start_epoch"])
+                                                                           for h in a["history"]]
+    assert len({round(t["lr"], 6) for t in together}) == 3  # the seeds really differ
+
+
+def test_seeds_distilled_together_resume_even_when_their_progress_files_disagree(tmp_path, monkeypatch):
+    """A kill while the group writes its progress files can leave one seed a save behind: the
+    lagging seed is brought level first, and every seed ends as in an uninterrupted run."""
+    model, x, y, traj = _toy_expert()
+    s = dd.DistillSettings(ipc=2, iterations=27, syn_steps=3, expert_epochs=1, max_start_epoch=2, lr_img=1.0,
+                           lr_lr=0.01, lr_init=0.1, weight_perturbation=True, inner_momentum=True)
+    trajectories, seeds = [traj, traj.flip(0)], [0, 1, 2]
+    y_syn = y[dd.random_real_init(y.numpy(), 2, 2, 0)]
+    clean = dd.distill_seeds(model, _seed_runs(x, y, trajectories, seeds), y_syn, s)
+    real_loss, calls = dd.trajectory_loss, {"n": 0}
+
+    def dies_after(iterations):
+        def loss(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] > iterations * len(seeds):
+                raise KeyboardInterrupt("killed")
+            return real_loss(*args, **kwargs)
+        return loss
+
+    monkeypatch.setattr(dd, "trajectory_loss", dies_after(15))
+    with pytest.raises(KeyboardInterrupt):
+        dd.distill_seeds(model, _seed_runs(x, y, trajectories, seeds, tmp_path), y_syn, s)
+    behind = (tmp_path / "seed1.pt").read_bytes()  # seed 1's state at iteration 10
+    calls["n"] = 0
+    monkeypatch.setattr(dd, "trajectory_loss", dies_after(10))  # resumed at 10, killed at 20
+    with pytest.raises(KeyboardInterrupt):
+        dd.distill_seeds(model, _seed_runs(x, y, trajectories, seeds, tmp_path), y_syn, s)
+    (tmp_path / "seed1.pt").write_bytes(behind)
+    assert [torch.load(tmp_path / f"seed{k}.pt", weights_only=True)["iteration"] for k in seeds] == [20, 10, 20]
+    monkeypatch.setattr(dd, "trajectory_loss", real_loss)
+    resumed = dd.distill_seeds(model, _seed_runs(x, y, trajectories, seeds, tmp_path), y_syn, s)
+    for a, b in zip(clean, resumed):
+        assert [h["iteration"] for h in b["history"]] == list(range(27))
+        assert a["history"] == b["history"] and torch.equal(a["x"], b["x"]) and a["lr"] == b["lr"]
+
+
 def test_convnet_norm_option_keeps_batchnorm_by_default():
     default = build_model({"arch": "convnet", "channels": [4]}, (1, 8, 8), 3)
     assert any(isinstance(m, nn.BatchNorm2d) for m in default.modules())
@@ -334,38 +404,43 @@ def test_inner_momentum_must_match_the_experts_optimiser():
         check_section(cfg)
 
 
+BATCHING_KEYS = [("evaluation", "batched_networks"), ("distill", "batched_seeds")]
+
+
+@pytest.mark.parametrize("part, key", BATCHING_KEYS)
 @pytest.mark.parametrize("value, at_ipc1, at_ipc10", [(1, 1, 1), (8, 8, 8), ({"ipc1": 30}, 30, 1),
                                                       ({"ipc1": 30, "ipc10": 4}, 30, 4)])
-def test_batched_networks_is_one_integer_or_one_per_named_ipc(value, at_ipc1, at_ipc10):
+def test_batching_is_one_integer_or_one_per_named_ipc(part, key, value, at_ipc1, at_ipc10):
     from lifelearn.config import load_config, validate_config
-    from lifelearn.studies.dataset_distillation import batched_networks, check_section
+    from lifelearn.studies.dataset_distillation import batched_networks, check_section, per_ipc
 
     cfg = _section()
-    cfg["evaluation"]["batched_networks"] = value
+    cfg[part][key] = value
     check_section(cfg)
-    assert (batched_networks(cfg["evaluation"], 1), batched_networks(cfg["evaluation"], 10)) == (at_ipc1, at_ipc10)
+    assert (per_ipc(cfg[part][key], 1), per_ipc(cfg[part][key], 10)) == (at_ipc1, at_ipc10)
     full = load_config(REPO / "config", "default")
-    full["dataset_distillation"]["evaluation"]["batched_networks"] = value
+    full["dataset_distillation"][part][key] = value
     validate_config(full, REPO / "config")
     assert batched_networks({}, 1) == 1  # not set: one by one
 
 
-def test_batched_networks_of_an_unknown_ipc_or_bad_value_is_named():
+@pytest.mark.parametrize("part, key", BATCHING_KEYS)
+def test_batching_of_an_unknown_ipc_or_bad_value_is_named(part, key):
     import copy
 
     from lifelearn.config import load_config, validate_config
     from lifelearn.studies.dataset_distillation import check_section
 
     cfg = _section()
-    cfg["evaluation"]["batched_networks"] = {"ipc1": 30, "ipc50": 8}
-    with pytest.raises(ValueError, match=r"evaluation\.batched_networks\.ipc50: no such IPC in "
+    cfg[part][key] = {"ipc1": 30, "ipc50": 8}
+    with pytest.raises(ValueError, match=rf"{part}\.{key}\.ipc50: no such IPC in "
                                          r"dataset_distillation\.ipc \(1, 10\)"):
         check_section(cfg)
     full = load_config(REPO / "config", "default")
     for bad in ({"ipc01": 3}, {"ipc1": 0}, {}, 0, {"one": 2}):
         wrong = copy.deepcopy(full)
-        wrong["dataset_distillation"]["evaluation"]["batched_networks"] = bad
-        with pytest.raises(ValueError, match=r"dataset_distillation\.evaluation\.batched_networks"):
+        wrong["dataset_distillation"][part][key] = bad
+        with pytest.raises(ValueError, match=rf"dataset_distillation\.{part}\.{key}"):
             validate_config(wrong, REPO / "config")
 
 

@@ -78,3 +78,40 @@ def test_expert_option_reruns_the_experts_and_what_matches_them(pipeline):
 def test_evaluation_setting_reruns_only_evaluations(pipeline, setting):
     jobs = planned_jobs(pipeline, {"profiles": {"smoke": {"dataset_distillation": {"evaluation": setting}}}})
     assert dd_jobs(jobs) == {f"dd_evaluate_{m}" for m in METHODS} and jobs["report"] == 1
+
+
+def test_seeds_distilled_as_one_batched_model_match_the_pipelines_and_keep_a_run_each(pipeline, tmp_path, run_ctx):
+    """distill.batched_seeds 2: the smoke mtt job's two seeds distil in lock-step as one
+    batched model (run in this process on the pipeline's data and experts). Each seed still
+    gets its synthetic set, loss.csv and MLflow run, and they equal the pipeline's one-by-one
+    sets within float tolerance (images to 1e-4, step sizes to 1e-4 relative)."""
+    from mlflow import MlflowClient
+
+    from conftest import run_job
+    from lifelearn.config import load_config
+    from lifelearn.data import load_dataset
+    from lifelearn.data.arrays import DATASET_FILES
+    from lifelearn.jobs import Layout
+    from lifelearn.studies import dataset_distillation as study
+
+    cfg = load_config(pipeline / "config", "smoke")
+    cfg["dataset_distillation"]["distill"]["batched_seeds"] = 2
+    job = next(j for j in study.jobs(cfg, Layout("smoke")) if j.rule == "dd_distill_mtt")
+    inputs = {k: [pipeline / p for p in v] for k, v in job.inputs.items()}
+    inputs["data"] = [pipeline / "data" / "digits" / f for f in DATASET_FILES]
+    records = run_job(job.study, job.step, job.name, job.spec, job.seeds, run_ctx, inputs,
+                      {k: [tmp_path / p for p in v] for k, v in job.outputs.items()})
+    assert sorted(r.seed for r in records) == SEEDS
+    client = MlflowClient(tracking_uri=run_ctx.tracking_uri)
+    for seed in SEEDS:
+        rel = f"checkpoints/smoke/dataset_distillation/synthetic/mtt_ipc1/seed{seed}"
+        batched, alone = load_dataset(tmp_path / rel), load_dataset(pipeline / rel)
+        np.testing.assert_allclose(batched.x_train, alone.x_train, atol=1e-4, rtol=0)
+        assert np.array_equal(batched.y_train, alone.y_train)
+        meta = json.loads((tmp_path / rel / "meta.json").read_text())
+        assert meta["lr"] == pytest.approx(json.loads((pipeline / rel / "meta.json").read_text())["lr"], rel=1e-4)
+        assert meta["synthetic"]["batched_seeds"] == SEEDS and meta["synthetic"]["seed"] == seed
+        assert not list((tmp_path / rel).parent.glob(".work-*"))  # each seed's progress and run id cleared
+        run = next(r for r in records if r.seed == seed)
+        assert len(client.get_metric_history(run.run_id, "loss")) == 4
+        assert client.get_run(run.run_id).data.params["distill.batched_seeds"] == "2"

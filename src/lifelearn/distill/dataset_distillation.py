@@ -30,6 +30,11 @@ plain MTT):
   distance normalised by the distance from that perturbed start (their param_dist);
 - inner momentum: the unrolled SGD uses momentum 0.9 (v <- 0.9 v + g; theta <- theta - alpha v).
 
+Seed batching (issue 16): `distill_seeds` distils K seeds in lock-step, each with its own
+experts, generator, images and step size; `stacked` runs their unrolled inner loops as one
+batched model (train.batched.stacked_functional: grouped convolutions, baddbmm), which equals
+the seeds alone up to float rounding. `distill` is its one-seed case, unchanged in every bit.
+
 The step size is learned as log(alpha) (always positive; `lr_lr` is a step on log alpha).
 Synthetic images are kept in [0, 1] (projected after every update), like every dataset
 here, so they can be saved in the datasets' array format.
@@ -38,8 +43,9 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -214,27 +220,69 @@ def perturb(flat: torch.Tensor, layout, gen: torch.Generator, alpha: float = PER
     return torch.cat(parts)
 
 
+def per_seed_forward(model: nn.Module, layout) -> Callable:
+    """forward(params [K, P], xb [K, B, ...]) -> [K, B, C]: `model` on each seed's flat
+    parameters and batch in turn (torch.func.functional_call), the arithmetic of one seed alone."""
+
+    def forward(params: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+        return torch.stack([functional_call(model, unflatten(params[k], layout), (xb[k],)) for k in range(len(xb))])
+
+    return forward
+
+
+def stacked_forward(model: nn.Module, layout) -> Callable:
+    """forward(params [K, P], xb [K, B, ...]) -> [K, B, C] as one batched model: train.batched's
+    kernels (grouped convolution, baddbmm) on the K seeds' parameters side by side. Each seed's
+    function is its own, so its gradient is too; only float rounding differs from `per_seed_forward`."""
+    from lifelearn.train.batched import stacked_functional
+
+    sizes, run = [math.prod(shape) for _, shape in layout], stacked_functional(model)
+
+    def forward(params: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+        views = torch.split(params, sizes, dim=1)
+        return run({name: v.reshape(len(xb), *shape) for (name, shape), v in zip(layout, views)}, xb)
+
+    return forward
+
+
 def unroll(model: nn.Module, layout, start: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
            lr: torch.Tensor, steps: int, momentum: float = 0.0, loss_weight: float = 1.0,
            batch_syn: int | None = None, gen: torch.Generator | None = None, augment=None) -> list[torch.Tensor]:
     """`steps` differentiable SGD steps from `start` on (x, y); every iterate (steps + 1 tensors).
     `augment` (DSA, or None): each step's synthetic batch is augmented differentiably, seeded
-    from `gen` (MTT's distill.py: DiffAugment on x inside the unrolled loop)."""
+    from `gen` (MTT's distill.py: DiffAugment on x inside the unrolled loop). One seed of `unroll_seeds`."""
+    params = unroll_seeds(per_seed_forward(model, layout), start[None], x[None], y, lr.reshape(1), steps, momentum,
+                          [loss_weight], batch_syn, [gen], augment)
+    return [p[0] for p in params]
+
+
+def unroll_seeds(forward: Callable, start: torch.Tensor, x: torch.Tensor, y: torch.Tensor, lr: torch.Tensor,
+                 steps: int, momentum: float = 0.0, loss_weights=None, batch_syn: int | None = None,
+                 gens=None, augment=None) -> list[torch.Tensor]:
+    """`unroll` for K seeds at once: start [K, P], x [K, N, ...] (each seed's synthetic set, labels
+    `y` [N] shared), lr [K], `loss_weights` and `gens` one per seed. Seed k draws its batch and
+    augmentation from gens[k] in the order one seed alone draws them; the loss is the SUM of the
+    seeds' cross-entropies, and seed k's CE depends only on row k, so the gradient of row k is seed
+    k's own. `forward`: `per_seed_forward` or `stacked_forward`. Iterates are [K, P]."""
+    K, n = len(start), len(y)
+    loss_weights, gens = loss_weights or [1.0] * K, gens or [None] * K
     params, velocity = [start], None
-    n = len(y)
     for _ in range(steps):
-        if batch_syn is None or batch_syn >= n:
-            xb, yb = x, y
-        else:
-            idx = torch.randperm(n, generator=gen)[:batch_syn]
-            xb, yb = x[idx], y[idx]
-        if augment is not None:
-            xb = augment(xb, seed=int(torch.randint(2**31, (1,), generator=gen)))
-        logits = functional_call(model, unflatten(params[-1], layout), (xb,))
-        ce = F.cross_entropy(logits, yb) * loss_weight
+        batches, labels = [], []
+        for k in range(K):
+            xb, yb = x[k], y
+            if batch_syn is not None and batch_syn < n:
+                idx = torch.randperm(n, generator=gens[k])[:batch_syn]
+                xb, yb = xb[idx], y[idx]
+            if augment is not None:
+                xb = augment(xb, seed=int(torch.randint(2**31, (1,), generator=gens[k])))
+            batches.append(xb)
+            labels.append(yb)
+        logits = forward(params[-1], torch.stack(batches))
+        ce = torch.stack([F.cross_entropy(logits[k], labels[k]) * loss_weights[k] for k in range(K)]).sum()
         (grad,) = torch.autograd.grad(ce, params[-1], create_graph=True)
         velocity = grad if velocity is None or momentum == 0 else momentum * velocity + grad
-        params.append(params[-1] - lr * velocity)
+        params.append(params[-1] - lr[:, None] * velocity)
     return params
 
 
@@ -318,6 +366,52 @@ def load_progress(path: Path | None) -> dict | None:
     return torch.load(path, weights_only=True) if path is not None and Path(path).exists() else None
 
 
+@dataclass
+class SeedRun:
+    """One distillation seed: its experts' trajectories, initial images and progress file, and
+    the state `distill_seeds` advances (images, log step size, both optimisers' state dicts,
+    the sampling generator, the loss history, the next iteration)."""
+
+    seed: int
+    trajectories: list
+    x_init: torch.Tensor
+    progress: Path | None = None
+    x: torch.Tensor | None = None
+    log_lr: torch.Tensor | None = None
+    opt_img: dict | None = None
+    opt_lr: dict | None = None
+    gen: torch.Generator | None = None
+    history: list = field(default_factory=list)
+    iteration: int = 0
+
+    def start(self, s: DistillSettings) -> "SeedRun":
+        """Fresh state (images x_init, alpha = lr_init, generator seeded by `seed`), or the one
+        saved in `progress`."""
+        self.x, self.log_lr = self.x_init.clone(), torch.tensor(math.log(s.lr_init))
+        self.gen = torch.Generator().manual_seed(self.seed)
+        state = load_progress(self.progress)
+        if state is not None:
+            self.x, self.log_lr = state["x"].clone(), state["log_lr"].clone()
+            self.opt_img, self.opt_lr = state["opt_img"], state["opt_lr"]
+            self.gen.set_state(state["generator"])
+            self.history, self.iteration = list(state["history"]), int(state["iteration"])
+        return self
+
+    def max_start(self, s: DistillSettings) -> int:
+        epochs = min(len(t) for t in self.trajectories) - 1
+        if epochs - s.expert_epochs < 1:
+            raise ValueError(f"experts have {epochs} epochs: too few for expert_epochs {s.expert_epochs}")
+        return min(s.max_start_epoch, epochs - s.expert_epochs)
+
+    def save(self) -> None:
+        save_progress(self.progress, {"iteration": self.iteration, "x": self.x, "log_lr": self.log_lr,
+                                      "opt_img": self.opt_img, "opt_lr": self.opt_lr,
+                                      "generator": self.gen.get_state(), "history": self.history})
+
+    def result(self) -> dict:
+        return {"x": self.x, "lr": float(self.log_lr.exp()), "history": self.history}
+
+
 @phases.timed("training")
 def distill(model: nn.Module, trajectories: list[torch.Tensor], x_init: torch.Tensor, y_syn: torch.Tensor,
             s: DistillSettings, seed: int, progress: Path | None = None, augment=None, clamp: bool = True) -> dict:
@@ -331,56 +425,105 @@ def distill(model: nn.Module, trajectories: list[torch.Tensor], x_init: torch.Te
     ends as an uninterrupted one would. `augment`: DSA in the inner loop (`unroll`); `clamp`:
     project the images to [0, 1] after each update (off for ZCA-whitened images, as MTT).
     """
-    max_start = min(s.max_start_epoch, min(len(t) for t in trajectories) - 1 - s.expert_epochs)
-    if max_start < 1:
-        raise ValueError(f"experts have {min(len(t) for t in trajectories) - 1} epochs: too few for "
-                         f"expert_epochs {s.expert_epochs}")
+    run = SeedRun(seed, trajectories, x_init, progress)
+    return distill_seeds(model, [run], y_syn, s, augment, clamp)[0]
+
+
+def distill_seeds(model: nn.Module, runs: list[SeedRun], y_syn: torch.Tensor, s: DistillSettings, augment=None,
+                  clamp: bool = True, stacked: bool = False) -> list[dict]:
+    """`distill` for K seeds in lock-step, one result per run (issue 16: seed batching).
+
+    Each seed keeps its own experts, generator (drawn in the order one seed alone draws it),
+    images, step size and progress file; the images [K, N, ...] and log step sizes [K] of
+    the K seeds are stacked under one SGD each (momentum 0.5 is elementwise, so one optimiser
+    equals K), and the summed matching losses give each seed its own gradient. `stacked`:
+    the inner loop runs as one batched model (`stacked_forward`), equal to the seeds alone
+    within float rounding (tests/test_dataset_distillation.py); without it each seed's
+    forward is its own functional_call, and K = 1 is `distill` exactly. Runs resumed at
+    different iterations (a kill between two seeds' progress files) first bring the
+    lagging ones level, batched among themselves."""
+    runs = [run.start(s) for run in runs]
+    while len({run.iteration for run in runs}) > 1:
+        lag = min(run.iteration for run in runs)
+        lead = min(run.iteration for run in runs if run.iteration > lag)
+        _advance(model, [run for run in runs if run.iteration == lag], y_syn, s, lead, augment, clamp, stacked)
+    _advance(model, runs, y_syn, s, s.iterations, augment, clamp, stacked)
+    return [run.result() for run in runs]
+
+
+def _stacked_sgd(tensor: torch.Tensor, lr: float, states: list) -> torch.optim.SGD:
+    """SGD (momentum 0.5) over the K seeds' stacked `tensor`, its momentum buffer stacked from
+    the seeds' saved state dicts (none before the first step)."""
+    opt = torch.optim.SGD([tensor], lr=lr, momentum=0.5)
+    if states[0] is not None:
+        merged = {"state": {0: {"momentum_buffer": torch.stack([st["state"][0]["momentum_buffer"] for st in states])}},
+                  "param_groups": states[0]["param_groups"]}
+        opt.load_state_dict(merged)
+    return opt
+
+
+def _seed_state(opt: torch.optim.SGD, k: int) -> dict:
+    """Seed k's slice of a stacked SGD's state dict (the format one seed alone saves)."""
+    sd = opt.state_dict()
+    return {"state": {0: {"momentum_buffer": sd["state"][0]["momentum_buffer"][k].clone()}},
+            "param_groups": sd["param_groups"]}
+
+
+def _advance(model: nn.Module, runs: list[SeedRun], y_syn: torch.Tensor, s: DistillSettings, until: int,
+             augment, clamp: bool, stacked: bool) -> None:
+    """Advance `runs` (all at one iteration) to iteration `until`, writing progress files on the way."""
     layout = param_layout(model)
-    gen = torch.Generator().manual_seed(seed)
-    x_syn = x_init.clone().requires_grad_(True)
-    log_lr = torch.tensor(math.log(s.lr_init), requires_grad=True)
-    opt_img = torch.optim.SGD([x_syn], lr=s.lr_img, momentum=0.5)
-    opt_lr = torch.optim.SGD([log_lr], lr=s.lr_lr, momentum=0.5)
+    forward = (stacked_forward if stacked else per_seed_forward)(model, layout)
+    max_starts = [run.max_start(s) for run in runs]
+    x_syn = torch.stack([run.x for run in runs]).requires_grad_(True)
+    log_lr = torch.stack([run.log_lr for run in runs]).requires_grad_(True)
+    opt_img = _stacked_sgd(x_syn, s.lr_img, [run.opt_img for run in runs])
+    opt_lr = _stacked_sgd(log_lr, s.lr_lr, [run.opt_lr for run in runs])
     momentum = INNER_MOMENTUM if s.inner_momentum else 0.0
-    history, first = [], 0
-    state = load_progress(progress)
-    if state is not None:
-        with torch.no_grad():
-            x_syn.copy_(state["x"])
-            log_lr.copy_(state["log_lr"])
-        opt_img.load_state_dict(state["opt_img"])
-        opt_lr.load_state_dict(state["opt_lr"])
-        gen.set_state(state["generator"])
-        history, first = list(state["history"]), int(state["iteration"])
-    iterations = Progress(f"distill ipc{s.ipc} seed{seed} iterations", s.iterations, initial=first)
-    for it in range(first, s.iterations):
-        e = int(torch.randint(len(trajectories), (1,), generator=gen))
-        t = int(torch.randint(max_start, (1,), generator=gen))  # t < max_start_epoch
-        traj = trajectories[e]
-        start = traj[t]
-        if s.weight_perturbation:
-            start = perturb(start, layout, gen)
-        start = start.clone().requires_grad_(True)  # the student's start; the losses' normaliser
-        weight = balance_factor(t, s.max_start_epoch) if s.balanced_loss else 1.0
-        params = unroll(model, layout, start, x_syn, y_syn, log_lr.exp(), s.syn_steps, momentum, weight,
-                        s.batch_syn, gen, augment)
-        loss = trajectory_loss(params, traj, t, s.expert_epochs, start.detach(), s.intermediate_matching)
+    seeds = ",".join(str(run.seed) for run in runs)
+    label = f"distill ipc{s.ipc} seed{seeds} iterations" if len(runs) == 1 else f"distill ipc{s.ipc} seeds {seeds} iterations"
+    bar = Progress(label, s.iterations, initial=runs[0].iteration)
+    for it in range(runs[0].iteration, until):
+        draws, starts = [], []
+        for run, max_start in zip(runs, max_starts):
+            e = int(torch.randint(len(run.trajectories), (1,), generator=run.gen))
+            t = int(torch.randint(max_start, (1,), generator=run.gen))  # t < max_start_epoch
+            start = run.trajectories[e][t]
+            starts.append(perturb(start, layout, run.gen) if s.weight_perturbation else start)
+            draws.append((e, t))
+        start = torch.stack(starts).requires_grad_(True)  # the students' starts; the losses' normalisers
+        weights = [balance_factor(t, s.max_start_epoch) if s.balanced_loss else 1.0 for _, t in draws]
+        params = unroll_seeds(forward, start, x_syn, y_syn, log_lr.exp(), s.syn_steps, momentum, weights,
+                              s.batch_syn, [run.gen for run in runs], augment)
+        losses = [trajectory_loss([p[k] for p in params], run.trajectories[e], t, s.expert_epochs,
+                                  start[k].detach(), s.intermediate_matching)
+                  for k, (run, (e, t)) in enumerate(zip(runs, draws))]
         opt_img.zero_grad(set_to_none=True)
         opt_lr.zero_grad(set_to_none=True)
-        loss.backward()
+        torch.stack(losses).sum().backward()
         opt_img.step()
         opt_lr.step()
         if clamp:
             with torch.no_grad():
                 x_syn.clamp_(0.0, 1.0)
-        history.append({"iteration": it, "loss": loss.item(), "lr": log_lr.exp().item(),
-                        "expert": e, "start_epoch": t})
-        if progress is not None and (it + 1) % PROGRESS_EVERY == 0 and it + 1 < s.iterations:
-            save_progress(progress, {"iteration": it + 1, "x": x_syn.detach(), "log_lr": log_lr.detach(),
-                                     "opt_img": opt_img.state_dict(), "opt_lr": opt_lr.state_dict(),
-                                     "generator": gen.get_state(), "history": history})
-        iterations.update()
-    return {"x": x_syn.detach(), "lr": float(log_lr.detach().exp()), "history": history}
+        for k, (run, (e, t)) in enumerate(zip(runs, draws)):
+            run.history.append({"iteration": it, "loss": losses[k].item(), "lr": log_lr[k].exp().item(),
+                                "expert": e, "start_epoch": t})
+        if (it + 1) % PROGRESS_EVERY == 0 and it + 1 < s.iterations:
+            _sync(runs, x_syn, log_lr, opt_img, opt_lr, it + 1)
+            for run in runs:
+                if run.progress is not None:
+                    run.save()
+        bar.update()
+    _sync(runs, x_syn, log_lr, opt_img, opt_lr, until)
+
+
+def _sync(runs: list[SeedRun], x_syn, log_lr, opt_img, opt_lr, iteration: int) -> None:
+    """Write the stacked state back into each run."""
+    for k, run in enumerate(runs):
+        run.x, run.log_lr, run.iteration = x_syn[k].detach().clone(), log_lr[k].detach().clone(), iteration
+        if opt_img.state:
+            run.opt_img, run.opt_lr = _seed_state(opt_img, k), _seed_state(opt_lr, k)
 
 
 def expert_model(payload: dict, mean=None, std=None) -> nn.Module:

@@ -93,7 +93,7 @@ def check_section(section: dict) -> None:
     - experts.per_seed <= experts.num;
     - the expert optimiser is per expert set (experts.sets.<set>.momentum / weight_decay),
       not in experts.train;
-    - evaluation.batched_networks, given per IPC, names configured IPCs only;
+    - evaluation.batched_networks and distill.batched_seeds, given per IPC, name configured IPCs only;
     - a trajectory-matching method's inner loop imitates the optimiser of the experts it
       matches: inner_momentum true (v <- 0.9 v + g) needs experts.sets.<set>.momentum 0.9,
       false (plain SGD) needs momentum 0 (Shen et al.'s distill.py --mom 0.9 pairs with their
@@ -109,11 +109,12 @@ def check_section(section: dict) -> None:
         if key in experts["train"]:
             raise ValueError(f"dataset_distillation.experts.train.{key}: the expert optimiser is set per expert "
                              f"set; use dataset_distillation.experts.sets.<set>.{key}")
-    batched = section["evaluation"].get("batched_networks", 1)
-    unknown = sorted(set(batched) - {f"ipc{c['ipc']}" for c in section["ipc"]}) if isinstance(batched, dict) else []
-    if unknown:
-        raise ValueError(f"dataset_distillation.evaluation.batched_networks.{unknown[0]}: no such IPC in "
-                         f"dataset_distillation.ipc ({', '.join(str(c['ipc']) for c in section['ipc'])})")
+    for key, batched in (("evaluation.batched_networks", section["evaluation"].get("batched_networks", 1)),
+                         ("distill.batched_seeds", section["distill"].get("batched_seeds", 1))):
+        unknown = sorted(set(batched) - {f"ipc{c['ipc']}" for c in section["ipc"]}) if isinstance(batched, dict) else []
+        if unknown:
+            raise ValueError(f"dataset_distillation.{key}.{unknown[0]}: no such IPC in "
+                             f"dataset_distillation.ipc ({', '.join(str(c['ipc']) for c in section['ipc'])})")
     for name, entry in section["methods"].items():
         if entry.get("method") != "mtt":
             continue
@@ -174,7 +175,7 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
                          if distills else {"ipc": [{"ipc": i} for i in ipcs]})
         method_cfg = {k: v for k, v in entry.items() if k not in ("seeds", "ablation")}
         out.append(JobSpec(STUDY, "distill", name, f"dd_distill_{name}", spec=spec | {"method_cfg": method_cfg}, seeds=seeds,
-                           code=CODE, datasets=(section["dataset"],), priority=LONG_CHAIN_PRIORITY,
+                           code=CODE + ("train/batched.py",), datasets=(section["dataset"],), priority=LONG_CHAIN_PRIORITY,
                            inputs=({"experts": expert_files(entry["experts"])} if distills else {}) | zca_input,
                            outputs={"synthetic": synthetic_files(name), "loss": seed_files(name, "loss.csv")},
                            report={"extra": seed_files(name, "loss.csv") + synthetic_files(name)}))
@@ -309,7 +310,13 @@ def write_synthetic(target: str | os.PathLike, real_dir: str | os.PathLike, x, y
 def run_distill(job, paths) -> list:
     """Distil (or, for a `random` entry, sample) one synthetic set per IPC and seed; the
     matching loss per iteration goes to loss.csv (no rows for `random`). Returns the
-    records of the MLflow runs (not written: the synthetic sets are the outputs)."""
+    records of the MLflow runs (not written: the synthetic sets are the outputs).
+
+    distill.batched_seeds (`per_ipc`) > 1 distils up to that many of an IPC's seeds in
+    lock-step as one batched model (dd.distill_seeds, stacked); their MLflow runs are then
+    opened after the chunk trains (as the evaluation's), distill_seconds is a seed's share of
+    the chunk's wall time, and each work directory (progress file, run id) is cleared only when
+    the whole chunk is logged, so a killed job resumes every seed of the chunk together."""
     import numpy as np
     import pandas as pd
     import torch
@@ -336,60 +343,98 @@ def run_distill(job, paths) -> list:
     synthetic = _by_ipc_seed([c["ipc"] for c in spec["ipc"]], job.seeds, [p.parent for p in paths.output("synthetic")])
     losses = _by_ipc_seed([c["ipc"] for c in spec["ipc"]], job.seeds, paths.output("loss"))
     data, records = DatasetRef.of(ds.name, data_dir), []
-    for ipc_cfg in spec["ipc"]:
+
+    def plan(ipc_cfg, seed) -> dict:
         ipc = ipc_cfg["ipc"]
-        for seed in job.seeds:
-            name = f"{method}_ipc{ipc}"
-            tags = {"stage": "dd_distill", "method": method, "name": name, "dataset": ds.name,
-                    "model": spec["model"]["arch"], "seed": seed}
-            drawn = expert_draw(len(trajectories), spec["experts_per_seed"], seed) if distills else []
-            seed_trajectories = [trajectories[i] for i in drawn]
-            params = {"ipc": ipc_cfg, "method": entry, "distill": spec.get("distill", {}), "seed": seed,
-                      "experts": drawn, "zca": spec["zca"], "dsa": spec["dsa"]}
-            # keyed by everything the result depends on: a changed config, expert or data never resumes
-            work = work_dir(synthetic[(ipc, seed)], params, expert_md5s, data.digest)
-            run_file = work / "mlflow_run_id"
-            resume_id = run_file.read_text().strip() if run_file.exists() else None
-            with tracked_run(job.ctx, STUDY, f"{name}/seed{seed}/distill", tags, params, resume_run_id=resume_id,
-                             dataset=data) as run:
-                work.mkdir(parents=True, exist_ok=True)
-                run_file.write_text(run.run_id)
-                torch.manual_seed(seed)
-                init = "random_real"
-                if distills and entry["representative_init"]:
-                    final = seed_trajectories[0][-1]
-                    model = dd.expert_model(payload, mean, std)
-                    logits = dd.logits_at(model, final, x).numpy()
-                    idx = dd.representative_init(logits, ds.y_train, ipc, ds.num_classes, seed)
-                    init = f"representative (k-means on expert {drawn[0]}'s final logits)"
-                else:
-                    idx = dd.random_real_init(ds.y_train, ipc, ds.num_classes, seed)
-                start = time.perf_counter()
-                if not distills:
-                    x_syn, lr, history = x[idx], spec["expert_lr"], []
-                else:
-                    model = dd.expert_model(payload, mean, std)
-                    result = dd.distill(model, seed_trajectories, x[idx], y[idx], settings(spec, ipc_cfg, entry), seed,
-                                        progress=work / "progress.pt", augment=augment, clamp=not spec["zca"])
-                    x_syn, lr, history = result["x"], result["lr"], result["history"]
-                seconds = time.perf_counter() - start
-                about = {"method": method, "ipc": ipc, "seed": seed, "init": init, "init_indices": idx.tolist(),
-                         "experts": drawn, "zca": spec["zca"],
-                         "iterations": len(history), "seconds": round(seconds, 3)}
-                target = write_synthetic(synthetic[(ipc, seed)], data_dir, x_syn.numpy(), y[idx].numpy(), lr, about)
-                with atomic_path(losses[(ipc, seed)], suffix=".csv") as tmp:
-                    pd.DataFrame(history, columns=["iteration", "loss", "lr", "expert", "start_epoch"]).to_csv(
-                        tmp, index=False, float_format="%.6g")
-                run.log_series((k, h[k], h["iteration"]) for h in history for k in ("loss", "lr"))
-                metrics = {"syn_lr": lr, "distill_seconds": seconds,
-                           **({"final_loss": float(np.mean([h["loss"] for h in history[-10:]]))} if history else {})}
-                run.log_metrics(metrics)
-                for f in ("x_train.npy", "y_train.npy", "meta.json"):
-                    run.log_artifact(target / f, "synthetic")
-                run.log_artifact(losses[(ipc, seed)])
-                records.append(RunRecord(STUDY, "dd_distill", name, method, seed, ds.name, spec["model"]["arch"],
-                                         run.run_id, job.ctx.git_commit, metrics))
-            clear_work_dir(work)
+        drawn = expert_draw(len(trajectories), spec["experts_per_seed"], seed) if distills else []
+        params = {"ipc": ipc_cfg, "method": entry, "distill": spec.get("distill", {}), "seed": seed,
+                  "experts": drawn, "zca": spec["zca"], "dsa": spec["dsa"]}
+        # keyed by everything the result depends on: a changed config, expert or data never resumes
+        work = work_dir(synthetic[(ipc, seed)], params, expert_md5s, data.digest)
+        return {"ipc": ipc, "seed": seed, "name": f"{method}_ipc{ipc}", "drawn": drawn, "params": params,
+                "work": work, "run_file": work / "mlflow_run_id", "trajectories": [trajectories[i] for i in drawn],
+                "tags": {"stage": "dd_distill", "method": method, "name": f"{method}_ipc{ipc}", "dataset": ds.name,
+                         "model": spec["model"]["arch"], "seed": seed}}
+
+    def initialise(task) -> None:
+        torch.manual_seed(task["seed"])
+        task["init"] = "random_real"
+        if distills and entry["representative_init"]:
+            logits = dd.logits_at(dd.expert_model(payload, mean, std), task["trajectories"][0][-1], x).numpy()
+            task["idx"] = dd.representative_init(logits, ds.y_train, task["ipc"], ds.num_classes, task["seed"])
+            task["init"] = f"representative (k-means on expert {task['drawn'][0]}'s final logits)"
+        else:
+            task["idx"] = dd.random_real_init(ds.y_train, task["ipc"], ds.num_classes, task["seed"])
+
+    def train(chunk, ipc_cfg) -> None:
+        start = time.perf_counter()
+        if not distills:
+            for task in chunk:
+                task["result"] = {"x": x[task["idx"]], "lr": spec["expert_lr"], "history": []}
+        else:
+            runs = [dd.SeedRun(t["seed"], t["trajectories"], x[t["idx"]], t["work"] / "progress.pt") for t in chunk]
+            labels = [y[t["idx"]] for t in chunk]
+            if any(not torch.equal(lab, labels[0]) for lab in labels[1:]):
+                raise ValueError("seeds batched in distillation need one label order (class-major initialisation)")
+            results = dd.distill_seeds(dd.expert_model(payload, mean, std), runs, labels[0],
+                                       settings(spec, ipc_cfg, entry), augment, clamp=not spec["zca"],
+                                       stacked=len(chunk) > 1)
+            for task, result in zip(chunk, results):
+                task["result"] = result
+        for task in chunk:
+            task["seconds"] = (time.perf_counter() - start) / len(chunk)
+
+    def log(run, task, chunk) -> RunRecord:
+        ipc, seed, result = task["ipc"], task["seed"], task["result"]
+        history, lr, idx = result["history"], result["lr"], task["idx"]
+        about = {"method": method, "ipc": ipc, "seed": seed, "init": task["init"], "init_indices": idx.tolist(),
+                 "experts": task["drawn"], "zca": spec["zca"],
+                 "iterations": len(history), "seconds": round(task["seconds"], 3)}
+        if len(chunk) > 1:
+            about["batched_seeds"] = [t["seed"] for t in chunk]
+        target = write_synthetic(synthetic[(ipc, seed)], data_dir, result["x"].numpy(), y[idx].numpy(), lr, about)
+        with atomic_path(losses[(ipc, seed)], suffix=".csv") as tmp:
+            pd.DataFrame(history, columns=["iteration", "loss", "lr", "expert", "start_epoch"]).to_csv(
+                tmp, index=False, float_format="%.6g")
+        run.log_series((k, h[k], h["iteration"]) for h in history for k in ("loss", "lr"))
+        metrics = {"syn_lr": lr, "distill_seconds": task["seconds"],
+                   **({"final_loss": float(np.mean([h["loss"] for h in history[-10:]]))} if history else {})}
+        run.log_metrics(metrics)
+        for f in ("x_train.npy", "y_train.npy", "meta.json"):
+            run.log_artifact(target / f, "synthetic")
+        run.log_artifact(losses[(ipc, seed)])
+        return RunRecord(STUDY, "dd_distill", task["name"], method, seed, ds.name, spec["model"]["arch"],
+                         run.run_id, job.ctx.git_commit, metrics)
+
+    def tracked(task):
+        resume_id = task["run_file"].read_text().strip() if task["run_file"].exists() else None
+        return tracked_run(job.ctx, STUDY, f"{task['name']}/seed{task['seed']}/distill", task["tags"], task["params"],
+                           resume_run_id=resume_id, dataset=data)
+
+    for ipc_cfg in spec["ipc"]:
+        tasks = [plan(ipc_cfg, seed) for seed in job.seeds]
+        batch = per_ipc(spec.get("distill", {}).get("batched_seeds", 1), ipc_cfg["ipc"]) if distills else 1
+        for c in range(0, len(tasks), batch):
+            chunk = tasks[c:c + batch]
+            if len(chunk) == 1:  # the run is open while the seed distils (resumed by its id after a kill)
+                task = chunk[0]
+                with tracked(task) as run:
+                    task["work"].mkdir(parents=True, exist_ok=True)
+                    task["run_file"].write_text(run.run_id)
+                    initialise(task)
+                    train(chunk, ipc_cfg)
+                    records.append(log(run, task, chunk))
+            else:
+                for task in chunk:
+                    task["work"].mkdir(parents=True, exist_ok=True)
+                    initialise(task)
+                train(chunk, ipc_cfg)
+                for task in chunk:
+                    with tracked(task) as run:
+                        task["run_file"].write_text(run.run_id)
+                        records.append(log(run, task, chunk))
+            for task in chunk:
+                clear_work_dir(task["work"])
     return records
 
 
@@ -546,12 +591,16 @@ def control_networks(ds, ev: dict, seed: int, arrays=None) -> list[Network]:
     return [Network(ds, arrays, float(lr), seed) for lr in ev.get("control_lr_grid", [])]
 
 
+def per_ipc(value, ipc: int) -> int:
+    """A batching setting at IPC `ipc`: one integer for every IPC or {ipc<n>: value} (1 where
+    an IPC is not named)."""
+    return value.get(f"ipc{ipc}", 1) if isinstance(value, dict) else value
+
+
 def batched_networks(ev: dict, ipc: int) -> int:
     """How many of IPC `ipc`'s evaluation networks train as one batched model:
-    evaluation.batched_networks, an integer for every IPC or {ipc<n>: networks} (1 where an
-    IPC is not named)."""
-    batched = ev.get("batched_networks", 1)
-    return batched.get(f"ipc{ipc}", 1) if isinstance(batched, dict) else batched
+    evaluation.batched_networks (`per_ipc`)."""
+    return per_ipc(ev.get("batched_networks", 1), ipc)
 
 
 @phases.timed("training")

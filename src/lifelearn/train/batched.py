@@ -218,6 +218,32 @@ class _StackedLayers:
         return torch.baddbmm(bias.unsqueeze(1), x, w_t)
 
 
+def stacked_functional(model: nn.Module) -> Callable[[dict, torch.Tensor], torch.Tensor]:
+    """`model`'s training-mode forward for K parameter sets at once, with `_StackedLayers`'
+    kernels: f(params, x) with params {name: [K, *shape]} (the model's parameter names and
+    layouts, e.g. views of K flat vectors; gradients flow through) and x [K, B, ...] ->
+    [K, B, out]. Its buffers (the input normalisation) are shared by the K sets. For the
+    unrolled inner loop of dataset distillation (distill/dataset_distillation.py); a model with
+    BatchNorm is refused (its running statistics would be updated in place)."""
+    if not _StackedLayers.supports(model, True):
+        raise ValueError(f"stacked_functional supports MLP/ConvNet Backbones, not {type(model).__name__}")
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise ValueError("stacked_functional refuses BatchNorm (running statistics updated in place); "
+                         "use convnet norm 'instance' or 'none'")
+    buffers = {f"module.{name}": b.unsqueeze(0) for name, b in model.named_buffers()}
+    layers = _StackedLayers(model, {}, buffers, training=True)
+    linear = set(layers.linear_weights())
+
+    def forward(params: dict, x: torch.Tensor) -> torch.Tensor:
+        p = {}
+        for name, v in params.items():
+            key = f"module.{name}"
+            p[key] = v.transpose(1, 2) if key in linear else v  # _StackedLayers reads linear weights [K, in, out]
+        return layers(x, "forward", p, True)
+
+    return forward
+
+
 class StackedModels:
     """K models of one architecture as stacked parameters; `self(x)` with x of shape
     [K, B, ...] returns [K, B, ...] outputs (model k on x[k]); `shared=True` feeds one
