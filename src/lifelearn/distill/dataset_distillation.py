@@ -481,8 +481,8 @@ def _advance(model: nn.Module, runs: list[SeedRun], y_syn: torch.Tensor, s: Dist
     opt_lr = _stacked_sgd(log_lr, s.lr_lr, [run.opt_lr for run in runs])
     momentum = INNER_MOMENTUM if s.inner_momentum else 0.0
     seeds = ",".join(str(run.seed) for run in runs)
-    label = f"distill ipc{s.ipc} seed{seeds} iterations" if len(runs) == 1 else f"distill ipc{s.ipc} seeds {seeds} iterations"
-    bar = Progress(label, s.iterations, initial=runs[0].iteration)
+    label = f"seed{seeds}" if len(runs) == 1 else f"seeds {seeds}"
+    bar = Progress(f"distill ipc{s.ipc} {label} iterations", s.iterations, initial=runs[0].iteration)
     for it in range(runs[0].iteration, until):
         draws, starts = [], []
         for run, max_start in zip(runs, max_starts):

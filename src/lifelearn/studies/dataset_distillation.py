@@ -175,7 +175,8 @@ def jobs(config: dict, layout: Layout) -> list[JobSpec]:
                          if distills else {"ipc": [{"ipc": i} for i in ipcs]})
         method_cfg = {k: v for k, v in entry.items() if k not in ("seeds", "ablation")}
         out.append(JobSpec(STUDY, "distill", name, f"dd_distill_{name}", spec=spec | {"method_cfg": method_cfg}, seeds=seeds,
-                           code=CODE + ("train/batched.py",), datasets=(section["dataset"],), priority=LONG_CHAIN_PRIORITY,
+                           code=CODE + ("train/batched.py",),  # the stacked inner loop (distill.batched_seeds)
+                           datasets=(section["dataset"],), priority=LONG_CHAIN_PRIORITY,
                            inputs=({"experts": expert_files(entry["experts"])} if distills else {}) | zca_input,
                            outputs={"synthetic": synthetic_files(name), "loss": seed_files(name, "loss.csv")},
                            report={"extra": seed_files(name, "loss.csv") + synthetic_files(name)}))
@@ -307,6 +308,29 @@ def write_synthetic(target: str | os.PathLike, real_dir: str | os.PathLike, x, y
     return write_dataset(target, arrays, meta)
 
 
+@dataclass
+class _SeedTask:
+    """One (IPC, seed) of a distill job: its experts, MLflow params and tags, work directory
+    (progress file, run id); `initialise` sets init / idx, training result / seconds."""
+
+    ipc: int
+    seed: int
+    name: str
+    drawn: list
+    trajectories: list
+    params: dict
+    tags: dict
+    work: Path
+    init: str = "random_real"
+    idx: object = None
+    result: dict | None = None
+    seconds: float = 0.0
+
+    @property
+    def run_file(self) -> Path:
+        return self.work / "mlflow_run_id"
+
+
 def run_distill(job, paths) -> list:
     """Distil (or, for a `random` entry, sample) one synthetic set per IPC and seed; the
     matching loss per iteration goes to loss.csv (no rows for `random`). Returns the
@@ -344,71 +368,69 @@ def run_distill(job, paths) -> list:
     losses = _by_ipc_seed([c["ipc"] for c in spec["ipc"]], job.seeds, paths.output("loss"))
     data, records = DatasetRef.of(ds.name, data_dir), []
 
-    def plan(ipc_cfg, seed) -> dict:
+    def plan(ipc_cfg, seed) -> _SeedTask:
         ipc = ipc_cfg["ipc"]
         drawn = expert_draw(len(trajectories), spec["experts_per_seed"], seed) if distills else []
         params = {"ipc": ipc_cfg, "method": entry, "distill": spec.get("distill", {}), "seed": seed,
                   "experts": drawn, "zca": spec["zca"], "dsa": spec["dsa"]}
+        tags = {"stage": "dd_distill", "method": method, "name": f"{method}_ipc{ipc}", "dataset": ds.name,
+                "model": spec["model"]["arch"], "seed": seed}
         # keyed by everything the result depends on: a changed config, expert or data never resumes
         work = work_dir(synthetic[(ipc, seed)], params, expert_md5s, data.digest)
-        return {"ipc": ipc, "seed": seed, "name": f"{method}_ipc{ipc}", "drawn": drawn, "params": params,
-                "work": work, "run_file": work / "mlflow_run_id", "trajectories": [trajectories[i] for i in drawn],
-                "tags": {"stage": "dd_distill", "method": method, "name": f"{method}_ipc{ipc}", "dataset": ds.name,
-                         "model": spec["model"]["arch"], "seed": seed}}
+        return _SeedTask(ipc, seed, f"{method}_ipc{ipc}", drawn, [trajectories[i] for i in drawn], params, tags, work)
 
-    def initialise(task) -> None:
-        torch.manual_seed(task["seed"])
-        task["init"] = "random_real"
+    def initialise(task: _SeedTask) -> None:
+        torch.manual_seed(task.seed)
         if distills and entry["representative_init"]:
-            logits = dd.logits_at(dd.expert_model(payload, mean, std), task["trajectories"][0][-1], x).numpy()
-            task["idx"] = dd.representative_init(logits, ds.y_train, task["ipc"], ds.num_classes, task["seed"])
-            task["init"] = f"representative (k-means on expert {task['drawn'][0]}'s final logits)"
+            logits = dd.logits_at(dd.expert_model(payload, mean, std), task.trajectories[0][-1], x).numpy()
+            task.idx = dd.representative_init(logits, ds.y_train, task.ipc, ds.num_classes, task.seed)
+            task.init = f"representative (k-means on expert {task.drawn[0]}'s final logits)"
         else:
-            task["idx"] = dd.random_real_init(ds.y_train, task["ipc"], ds.num_classes, task["seed"])
+            task.idx = dd.random_real_init(ds.y_train, task.ipc, ds.num_classes, task.seed)
 
-    def train(chunk, ipc_cfg) -> None:
+    def train(chunk: list[_SeedTask], ipc_cfg) -> None:
         start = time.perf_counter()
         if not distills:
             for task in chunk:
-                task["result"] = {"x": x[task["idx"]], "lr": spec["expert_lr"], "history": []}
+                task.result = {"x": x[task.idx], "lr": spec["expert_lr"], "history": []}
         else:
-            runs = [dd.SeedRun(t["seed"], t["trajectories"], x[t["idx"]], t["work"] / "progress.pt") for t in chunk]
-            labels = [y[t["idx"]] for t in chunk]
+            runs = [dd.SeedRun(t.seed, t.trajectories, x[t.idx], t.work / "progress.pt") for t in chunk]
+            labels = [y[t.idx] for t in chunk]
             if any(not torch.equal(lab, labels[0]) for lab in labels[1:]):
                 raise ValueError("seeds batched in distillation need one label order (class-major initialisation)")
             results = dd.distill_seeds(dd.expert_model(payload, mean, std), runs, labels[0],
                                        settings(spec, ipc_cfg, entry), augment, clamp=not spec["zca"],
                                        stacked=len(chunk) > 1)
             for task, result in zip(chunk, results):
-                task["result"] = result
+                task.result = result
         for task in chunk:
-            task["seconds"] = (time.perf_counter() - start) / len(chunk)
+            task.seconds = (time.perf_counter() - start) / len(chunk)
 
-    def log(run, task, chunk) -> RunRecord:
-        ipc, seed, result = task["ipc"], task["seed"], task["result"]
-        history, lr, idx = result["history"], result["lr"], task["idx"]
-        about = {"method": method, "ipc": ipc, "seed": seed, "init": task["init"], "init_indices": idx.tolist(),
-                 "experts": task["drawn"], "zca": spec["zca"],
-                 "iterations": len(history), "seconds": round(task["seconds"], 3)}
+    def log(run, task: _SeedTask, chunk: list[_SeedTask]) -> RunRecord:
+        ipc, seed, result, idx = task.ipc, task.seed, task.result, task.idx
+        history, lr = result["history"], result["lr"]
+        about = {"method": method, "ipc": ipc, "seed": seed, "init": task.init, "init_indices": idx.tolist(),
+                 "experts": task.drawn, "zca": spec["zca"],
+                 "iterations": len(history), "seconds": round(task.seconds, 3)}
         if len(chunk) > 1:
-            about["batched_seeds"] = [t["seed"] for t in chunk]
+            about["batched_seeds"] = [t.seed for t in chunk]
         target = write_synthetic(synthetic[(ipc, seed)], data_dir, result["x"].numpy(), y[idx].numpy(), lr, about)
         with atomic_path(losses[(ipc, seed)], suffix=".csv") as tmp:
             pd.DataFrame(history, columns=["iteration", "loss", "lr", "expert", "start_epoch"]).to_csv(
                 tmp, index=False, float_format="%.6g")
         run.log_series((k, h[k], h["iteration"]) for h in history for k in ("loss", "lr"))
-        metrics = {"syn_lr": lr, "distill_seconds": task["seconds"],
+        metrics = {"syn_lr": lr, "distill_seconds": task.seconds,
                    **({"final_loss": float(np.mean([h["loss"] for h in history[-10:]]))} if history else {})}
         run.log_metrics(metrics)
         for f in ("x_train.npy", "y_train.npy", "meta.json"):
             run.log_artifact(target / f, "synthetic")
         run.log_artifact(losses[(ipc, seed)])
-        return RunRecord(STUDY, "dd_distill", task["name"], method, seed, ds.name, spec["model"]["arch"],
+        return RunRecord(STUDY, "dd_distill", task.name, method, seed, ds.name, spec["model"]["arch"],
                          run.run_id, job.ctx.git_commit, metrics)
 
-    def tracked(task):
-        resume_id = task["run_file"].read_text().strip() if task["run_file"].exists() else None
-        return tracked_run(job.ctx, STUDY, f"{task['name']}/seed{task['seed']}/distill", task["tags"], task["params"],
+    def tracked(task: _SeedTask):
+        resume_id = task.run_file.read_text().strip() if task.run_file.exists() else None
+        return tracked_run(job.ctx, STUDY, f"{task.name}/seed{task.seed}/distill", task.tags, task.params,
                            resume_run_id=resume_id, dataset=data)
 
     for ipc_cfg in spec["ipc"]:
@@ -419,22 +441,22 @@ def run_distill(job, paths) -> list:
             if len(chunk) == 1:  # the run is open while the seed distils (resumed by its id after a kill)
                 task = chunk[0]
                 with tracked(task) as run:
-                    task["work"].mkdir(parents=True, exist_ok=True)
-                    task["run_file"].write_text(run.run_id)
+                    task.work.mkdir(parents=True, exist_ok=True)
+                    task.run_file.write_text(run.run_id)
                     initialise(task)
                     train(chunk, ipc_cfg)
                     records.append(log(run, task, chunk))
             else:
                 for task in chunk:
-                    task["work"].mkdir(parents=True, exist_ok=True)
+                    task.work.mkdir(parents=True, exist_ok=True)
                     initialise(task)
                 train(chunk, ipc_cfg)
                 for task in chunk:
                     with tracked(task) as run:
-                        task["run_file"].write_text(run.run_id)
+                        task.run_file.write_text(run.run_id)
                         records.append(log(run, task, chunk))
             for task in chunk:
-                clear_work_dir(task["work"])
+                clear_work_dir(task.work)
     return records
 
 
