@@ -104,11 +104,12 @@ def param_layout(model: nn.Module) -> list[tuple[str, torch.Size]]:
 
 
 def unflatten(flat: torch.Tensor, layout: list[tuple[str, torch.Size]]) -> dict[str, torch.Tensor]:
-    """Views of `flat` shaped as the model's parameters (gradients flow through)."""
+    """Views of `flat` ([P], or [K, P] for K seeds: [K, *shape] each) shaped as the model's
+    parameters (gradients flow through)."""
     out, i = {}, 0
     for name, shape in layout:
         n = math.prod(shape)
-        out[name] = flat[i:i + n].view(shape)
+        out[name] = flat[..., i:i + n].reshape(*flat.shape[:-1], *shape)
         i += n
     return out
 
@@ -236,13 +237,8 @@ def stacked_forward(model: nn.Module, layout) -> Callable:
     function is its own, so its gradient is too; only float rounding differs from `per_seed_forward`."""
     from lifelearn.train.batched import stacked_functional
 
-    sizes, run = [math.prod(shape) for _, shape in layout], stacked_functional(model)
-
-    def forward(params: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
-        views = torch.split(params, sizes, dim=1)
-        return run({name: v.reshape(len(xb), *shape) for (name, shape), v in zip(layout, views)}, xb)
-
-    return forward
+    run = stacked_functional(model)
+    return lambda params, xb: run(unflatten(params, layout), xb)
 
 
 def unroll(model: nn.Module, layout, start: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
